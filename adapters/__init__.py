@@ -1,0 +1,1 @@
+"""Platform adapters: console, Telegram and Matrix. They import the core, never the reverse."""

@@ -1,0 +1,172 @@
+"""Finds the topic a free-text question is about, or says honestly that none fits.
+
+Each topic's titles, phrasings and keywords in all three languages become keys
+(see `textnorm`). A question's words are looked up by every stemmer's reading,
+then by compound parts and by fuzzy spelling (rapidfuzz), weighted by how rare
+the key is among topics. A topic scores by how much of the question it covers
+and by its closest phrasing (rapidfuzz over key strings).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+from rapidfuzz import fuzz, process
+
+from . import textnorm
+from .knowledge import KnowledgeBase, Topic
+from .messages import LANGUAGES
+
+ANSWER_AT = 0.55        # a topic this sure is answered
+SUGGEST_AT = 0.34       # below this, nothing is offered
+CLEAR_MARGIN = 0.12     # the best must lead the second by this much to be answered alone
+MAX_SUGGESTIONS = 3
+FUZZY_CUTOFF = 84       # rapidfuzz ratio for a misspelt word to count
+MIN_PART = 4            # shortest key accepted as part of a compound word
+MAX_CANDIDATES = 40     # topics re-ranked by phrasing similarity
+
+
+@dataclass(frozen=True)
+class Match:
+    """What the matcher decided: an answer, suggestions, or nothing."""
+
+    topic_id: str | None
+    score: float
+    suggestions: tuple[str, ...] = ()
+    scores: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class _QueryKey:
+    key: str
+    weight: float  # how well the resident's word matched this key (1.0 exact)
+
+
+class Matcher:
+    """An index over a knowledge base, built once and queried many times."""
+
+    def __init__(self, knowledge: KnowledgeBase):
+        self._topic_keys: dict[str, set[str]] = {}
+        self._phrases: dict[str, list[str]] = defaultdict(list)
+        self._postings: dict[str, set[str]] = defaultdict(set)
+        for topic in knowledge:
+            self._index_topic(topic)
+        count = max(len(self._topic_keys), 1)
+        self._idf = {k: math.log((count + 1) / (len(t) + 0.5)) for k, t in self._postings.items()}
+        self._vocabulary = list(self._postings)
+        self._by_head: dict[str, list[str]] = defaultdict(list)
+        for k in self._vocabulary:
+            if len(k) >= MIN_PART:
+                self._by_head[k[:MIN_PART]].append(k)
+
+    def _index_topic(self, topic: Topic) -> None:
+        bag: set[str] = set()
+        for lang in LANGUAGES:
+            text = topic.text(lang)
+            for phrase in (text.title, *text.questions, *text.keywords):
+                phrase_keys = textnorm.keys(phrase, lang)
+                if phrase_keys:
+                    bag.update(phrase_keys)
+                    self._phrases[topic.id].append(" ".join(phrase_keys))
+        self._topic_keys[topic.id] = bag
+        for k in bag:
+            self._postings[k].add(topic.id)
+
+    def match(self, question: str) -> Match:
+        """Score every topic that shares a key with `question` and decide."""
+        query = self._query_keys(question)
+        if not query:
+            return Match(None, 0.0)
+        ranked = self._rank(question, query)
+        return _decide(ranked)
+
+    def _query_keys(self, question: str) -> list[list[_QueryKey]]:
+        """For each content word, the index keys it may stand for (best reading first)."""
+        found = []
+        for word in textnorm.content_words(question):
+            readings = self._readings(word)
+            if readings:
+                found.append(readings)
+            else:
+                found.append([_QueryKey("", 0.0)])  # an unknown word still counts as asked
+        return found
+
+    def _readings(self, word: str) -> list[_QueryKey]:
+        variants = textnorm.key_variants(word)
+        exact = [_QueryKey(v, 1.0) for v in variants if v in self._postings]
+        if exact:
+            return exact
+        parts = self._compound_parts(variants[0])
+        if parts:
+            return parts
+        return self._fuzzy(variants)
+
+    def _compound_parts(self, word_key: str) -> list[_QueryKey]:
+        """Keys that begin or end a compound word ("asukasiltaan" -> "asukasil")."""
+        if len(word_key) < MIN_PART * 2:
+            return []
+        found = []
+        for k in self._by_head.get(word_key[:MIN_PART], ()):
+            if word_key.startswith(k) and len(k) >= MIN_PART + 1:
+                found.append(_QueryKey(k, 0.8 * len(k) / len(word_key) + 0.2))
+        for i in range(1, len(word_key) - MIN_PART):
+            tail = word_key[i:]
+            if tail in self._postings and len(tail) >= MIN_PART + 1:
+                found.append(_QueryKey(tail, 0.8 * len(tail) / len(word_key) + 0.2))
+                break
+        return sorted(found, key=lambda q: -q.weight)[:2]
+
+    def _fuzzy(self, variants: tuple[str, ...]) -> list[_QueryKey]:
+        """Misspelt words: the closest known key by edit similarity."""
+        best: _QueryKey | None = None
+        for variant in variants:
+            if len(variant) < 4:
+                continue
+            cutoff = FUZZY_CUTOFF if len(variant) >= 6 else 88
+            hit = process.extractOne(variant, self._vocabulary, scorer=fuzz.ratio, score_cutoff=cutoff)
+            if hit and (best is None or hit[1] / 100 > best.weight):
+                best = _QueryKey(hit[0], hit[1] / 100)
+        return [best] if best else []
+
+    def _rank(self, question: str, query: list[list[_QueryKey]]) -> list[tuple[str, float]]:
+        word_mass = [max(self._idf.get(r.key, 0.0) for r in readings) or _unknown_idf(self)
+                     for readings in query]
+        total = sum(word_mass)
+        coverage: dict[str, float] = defaultdict(float)
+        for readings, mass in zip(query, word_mass):
+            gained: dict[str, float] = {}
+            for reading in readings:
+                for topic_id in self._postings.get(reading.key, ()):
+                    value = reading.weight * self._idf[reading.key]
+                    gained[topic_id] = max(gained.get(topic_id, 0.0), min(value, mass))
+            for topic_id, value in gained.items():
+                coverage[topic_id] += value / total
+        candidates = sorted(coverage.items(), key=lambda kv: -kv[1])[:MAX_CANDIDATES]
+        query_string = " ".join(r[0].key for r in query if r[0].key)
+        scored = [(tid, self._score(tid, cov, query_string)) for tid, cov in candidates]
+        return sorted(scored, key=lambda kv: -kv[1])
+
+    def _score(self, topic_id: str, coverage: float, query_string: str) -> float:
+        """Half how much of the question the topic covers, half its closest phrasing."""
+        hit = process.extractOne(query_string, self._phrases[topic_id], scorer=fuzz.token_set_ratio)
+        similarity = hit[1] / 100 if hit else 0.0
+        return round(0.6 * coverage + 0.4 * similarity * min(coverage * 2, 1.0), 4)
+
+
+def _unknown_idf(matcher: Matcher) -> float:
+    """A word no topic knows weighs like the rarest key: it is probably what was asked."""
+    return max(matcher._idf.values(), default=1.0)
+
+
+def _decide(ranked: list[tuple[str, float]]) -> Match:
+    if not ranked or ranked[0][1] < SUGGEST_AT:
+        best = ranked[0][1] if ranked else 0.0
+        return Match(None, best, scores=tuple(ranked[:5]))
+    top_id, top = ranked[0]
+    second = ranked[1][1] if len(ranked) > 1 else 0.0
+    if top >= ANSWER_AT and top - second >= CLEAR_MARGIN:
+        return Match(top_id, top, scores=tuple(ranked[:5]))
+    close = tuple(tid for tid, s in ranked[:MAX_SUGGESTIONS] if s >= SUGGEST_AT and s >= top - 0.25)
+    return Match(None, top, suggestions=close, scores=tuple(ranked[:5]))

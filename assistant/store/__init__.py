@@ -1,0 +1,1 @@
+"""Storage: the database engine and one repository per kind of record."""
