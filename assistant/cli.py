@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     kb_sub = kb.add_subparsers(dest="kb_command", required=True)
     check = kb_sub.add_parser("check", help="validate every knowledge file")
     check.add_argument("--dir", type=Path, help="knowledge folder (default: KNOWLEDGE_DIR)")
+    feedback = sub.add_parser("feedback", help="residents' feedback tools")
+    feedback_sub = feedback.add_subparsers(dest="feedback_command", required=True)
+    export = feedback_sub.add_parser("export", help="write every feedback item (Open311 field names)")
+    export.add_argument("--format", choices=("csv", "json"), default="json")
+    export.add_argument("--output", type=Path, help="file to write (default: standard output)")
     return parser
 
 
@@ -111,4 +116,10 @@ def cmd_kb(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"chat": cmd_chat, "run": cmd_run, "ask": cmd_ask, "kb": cmd_kb}
+def cmd_feedback(settings: Settings, args: argparse.Namespace) -> int:
+    from . import feedback_export
+
+    return feedback_export.run(settings, args)
+
+
+COMMANDS = {"chat": cmd_chat, "run": cmd_run, "ask": cmd_ask, "kb": cmd_kb, "feedback": cmd_feedback}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Awaitable, Callable
 
-from . import answers, basics, commands, textnorm
+from . import answers, basics, commands, feedback, news, textnorm
 from .commands import CommandTable
 from .context import Context
 from .knowledge import KnowledgeBase, load
@@ -24,11 +24,13 @@ from .texts import Texts
 
 logger = logging.getLogger(__name__)
 
-MAX_MESSAGE_CHARS = 4000
+MAX_MESSAGE_CHARS = 4100  # a 4,000-character feedback text plus its command fits
 UNREAD_KINDS = {"sticker", "file", "photo", "voice", "audio", "video", "location", "contact",
                 "poll", "edit", "encrypted", "other"}
-FEATURES: list[Callable[["Assistant"], None]] = [basics.register, answers.register]
+FEATURES: list[Callable[["Assistant"], None]] = [basics.register, answers.register,
+                                                 feedback.register, news.register]
 RoleResolver = Callable[[Incoming], set[str]]
+TextIntent = Callable[[Context, str], Awaitable["list[Reply] | None"]]  # None: not mine
 
 
 class Assistant:
@@ -45,6 +47,7 @@ class Assistant:
         self.role_resolvers: list[RoleResolver] = [self._owners]
         self.knowledge_overlays: list[Callable[[KnowledgeBase], KnowledgeBase]] = []
         self.unanswered_listeners: list[Callable[[str, str], None]] = []
+        self.text_intents: list[TextIntent] = []  # e.g. "haluan antaa palautetta" -> the form
         self._file_knowledge = knowledge or load(settings.knowledge_dir)
         self.knowledge = self._file_knowledge
         self.matcher = Matcher(self.knowledge)
@@ -107,6 +110,10 @@ class Assistant:
             handler = self.commands.flow_handler(flow.name)
             if handler is not None:
                 return await handler(ctx, text)
+        for intent in self.text_intents:
+            replies = await intent(ctx, text)
+            if replies:
+                return replies
         return await answers.answer_question(ctx, text)
 
     def context_for(self, incoming: Incoming) -> Context:
@@ -116,7 +123,8 @@ class Assistant:
         resident, _ = self.residents.get_or_create(
             incoming.platform, incoming.user_id, incoming.chat_id, first_language)
         language = resident.language
-        if not resident.language_chosen and incoming.text and not incoming.choice:
+        is_command = commands.parse(incoming.text) is not None
+        if not resident.language_chosen and incoming.text and not incoming.choice and not is_command:
             language = self.languages.guess(incoming.text) or language
         return Context(incoming, resident, language, self, self.roles_of(incoming))
 

@@ -21,11 +21,17 @@ from .messages import LANGUAGES
 
 ANSWER_AT = 0.55        # a topic this sure is answered
 SUGGEST_AT = 0.34       # below this, nothing is offered
-CLEAR_MARGIN = 0.12     # the best must lead the second by this much to be answered alone
+CLEAR_MARGIN = 0.02      # the best must lead the second by this much to be answered alone
 MAX_SUGGESTIONS = 3
 FUZZY_CUTOFF = 84       # rapidfuzz ratio for a misspelt word to count
 MIN_PART = 4            # shortest key accepted as part of a compound word
 MAX_CANDIDATES = 40     # topics re-ranked by phrasing similarity
+COVERAGE_WEIGHT = 0.6    # the rest is the closest phrasing's similarity
+TITLE_BONUS = 0.2        # a question that names the whole title leans to that topic
+UNKNOWN_WEIGHT = 0.8     # an unknown word weighs this share of the rarest key
+PROMINENCE_WEIGHT = 0.2  # how much a key's share of the topic's phrasings matters
+CHATTER_WORDS = 6         # beyond this many content words, unknown words weigh less
+PROMINENT_SHARE = 3.0    # a key in a third of the phrasings counts as fully prominent
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,7 @@ class Match:
 class _QueryKey:
     key: str
     weight: float  # how well the resident's word matched this key (1.0 exact)
+    unknown: str = ""  # the word itself, when no key matched it
 
 
 class Matcher:
@@ -49,6 +56,10 @@ class Matcher:
 
     def __init__(self, knowledge: KnowledgeBase):
         self._topic_keys: dict[str, set[str]] = {}
+        self._prominence: dict[tuple[str, str], float] = {}
+        self._title_keys: dict[str, set[str]] = {}
+        self._exact: dict[str, str] = {}
+        self._order: dict[str, int] = {}
         self._phrases: dict[str, list[str]] = defaultdict(list)
         self._postings: dict[str, set[str]] = defaultdict(set)
         for topic in knowledge:
@@ -56,6 +67,8 @@ class Matcher:
         count = max(len(self._topic_keys), 1)
         self._idf = {k: math.log((count + 1) / (len(t) + 0.5)) for k, t in self._postings.items()}
         self._vocabulary = list(self._postings)
+        # A word no topic knows may be what was asked (off-topic) or chatter around it.
+        self._unknown_mass = UNKNOWN_WEIGHT * max(self._idf.values(), default=1.0)
         self._by_head: dict[str, list[str]] = defaultdict(list)
         for k in self._vocabulary:
             if len(k) >= MIN_PART:
@@ -63,19 +76,35 @@ class Matcher:
 
     def _index_topic(self, topic: Topic) -> None:
         bag: set[str] = set()
+        title_keys: set[str] = set()
+        counts: dict[str, int] = defaultdict(int)
+        phrases = 0
         for lang in LANGUAGES:
             text = topic.text(lang)
+            title_keys.update(textnorm.keys(text.title, lang))
+            for phrase in text.questions:
+                self._exact.setdefault(_plain(phrase), topic.id)
             for phrase in (text.title, *text.questions, *text.keywords):
                 phrase_keys = textnorm.keys(phrase, lang)
                 if phrase_keys:
+                    phrases += 1
                     bag.update(phrase_keys)
+                    for k in set(phrase_keys):
+                        counts[k] += 1
                     self._phrases[topic.id].append(" ".join(phrase_keys))
         self._topic_keys[topic.id] = bag
+        self._title_keys[topic.id] = title_keys
         for k in bag:
             self._postings[k].add(topic.id)
+            share = 1.0 if k in title_keys else min(1.0, PROMINENT_SHARE * counts[k] / phrases)
+            self._prominence[(topic.id, k)] = 1 - PROMINENCE_WEIGHT + PROMINENCE_WEIGHT * share
+        self._order[topic.id] = len(self._order)
 
     def match(self, question: str) -> Match:
         """Score every topic that shares a key with `question` and decide."""
+        exact = self._exact.get(_plain(question))
+        if exact:
+            return Match(exact, 1.0, scores=((exact, 1.0),))
         query = self._query_keys(question)
         if not query:
             return Match(None, 0.0)
@@ -89,8 +118,8 @@ class Matcher:
             readings = self._readings(word)
             if readings:
                 found.append(readings)
-            else:
-                found.append([_QueryKey("", 0.0)])  # an unknown word still counts as asked
+            else:  # an unknown word still counts as asked; it keeps its own spelling
+                found.append([_QueryKey("", 0.0, textnorm.fold(word))])
         return found
 
     def _readings(self, word: str) -> list[_QueryKey]:
@@ -131,33 +160,43 @@ class Matcher:
         return [best] if best else []
 
     def _rank(self, question: str, query: list[list[_QueryKey]]) -> list[tuple[str, float]]:
-        word_mass = [max(self._idf.get(r.key, 0.0) for r in readings) or _unknown_idf(self)
-                     for readings in query]
+        # Long questions carry chatter around the point: each unknown word weighs less.
+        unknown = self._unknown_mass * min(1.0, CHATTER_WORDS / max(len(query), 1))
+        word_mass = [max(self._idf.get(r.key, 0.0) for r in readings) or unknown for readings in query]
         total = sum(word_mass)
         coverage: dict[str, float] = defaultdict(float)
+        matched: dict[str, set[str]] = defaultdict(set)
         for readings, mass in zip(query, word_mass):
             gained: dict[str, float] = {}
             for reading in readings:
                 for topic_id in self._postings.get(reading.key, ()):
-                    value = reading.weight * self._idf[reading.key]
+                    value = (reading.weight * self._idf[reading.key]
+                             * self._prominence[(topic_id, reading.key)])
                     gained[topic_id] = max(gained.get(topic_id, 0.0), min(value, mass))
+                    matched[topic_id].add(reading.key)
             for topic_id, value in gained.items():
                 coverage[topic_id] += value / total
         candidates = sorted(coverage.items(), key=lambda kv: -kv[1])[:MAX_CANDIDATES]
-        query_string = " ".join(r[0].key for r in query if r[0].key)
-        scored = [(tid, self._score(tid, cov, query_string)) for tid, cov in candidates]
-        return sorted(scored, key=lambda kv: -kv[1])
+        query_string = " ".join(r[0].key or r[0].unknown for r in query)
+        scored = [(tid, self._score(tid, cov, query_string, matched[tid])) for tid, cov in candidates]
+        return sorted(scored, key=lambda kv: (-kv[1], self._order[kv[0]]))
 
-    def _score(self, topic_id: str, coverage: float, query_string: str) -> float:
-        """Half how much of the question the topic covers, half its closest phrasing."""
+    def _score(self, topic_id: str, coverage: float, query_string: str, matched: set[str]) -> float:
+        """Mostly how much of the question the topic covers; then its closest phrasing and title."""
         hit = process.extractOne(query_string, self._phrases[topic_id], scorer=fuzz.token_set_ratio)
         similarity = hit[1] / 100 if hit else 0.0
-        return round(0.6 * coverage + 0.4 * similarity * min(coverage * 2, 1.0), 4)
+        title = self._title_keys[topic_id]
+        title_cover = (sum(self._idf[k] for k in title if k in matched)
+                       / (sum(self._idf[k] for k in title) or 1.0))
+        support = min(coverage * 2, 1.0)
+        return round(COVERAGE_WEIGHT * coverage
+                     + (1 - COVERAGE_WEIGHT) * similarity * support
+                     + TITLE_BONUS * title_cover * support, 4)
 
 
-def _unknown_idf(matcher: Matcher) -> float:
-    """A word no topic knows weighs like the rarest key: it is probably what was asked."""
-    return max(matcher._idf.values(), default=1.0)
+def _plain(text: str) -> str:
+    """A phrasing reduced to its folded words, for exact lookups."""
+    return " ".join(textnorm.fold(w) for w in textnorm.words(text))
 
 
 def _decide(ranked: list[tuple[str, float]]) -> Match:

@@ -24,6 +24,11 @@ mulla sulla meilla teilla mulle sulle multa sulta itse itseni oma oman omaa omia
 jotta koska kunnes vai ettei jne yms kans kanssa ilman kohti luona alla paalla yli
 tassa tasta tahan nain noin ihan tosi todella aika kovasti paljon vahan hyvin
 saada saa saan sais saisi tehda teen tee tehdaan tekee tehty
+oon oot ois oisin oisko haluun haluis haluisin haluaisin onks onko oliks joku jotku
+et etta taa toi noi tos tas tahan tohon mites tehaan tehda tulis tulisi pari jostain
+siita sita sen sinne kaytannossa oikein oikeesti vaan vai sit sitte sitten just jo
+ihan kylla kai muka niinku tyyliin eli mulle mun sun sulle meil teil niil ne noi
+jne yms esim jotenkin mitenkaan missaan mihinkaan kukaan mitaan jokin jotain
 """
 
 SWEDISH = """
@@ -37,6 +42,8 @@ en ett till från för med på av i ur vid hos under över efter före mot utan
 hej hejsan tack tja okej ja nej jo nå liksom typ här där hit dit något någon några allt alla
 mycket lite gärna bra kanske t.ex
 berätta förklara undrar veta vet
+göra gör gjorde gjort ja e int sku nån ju he di dom nu va sen såna sådana sån någon något hurdan
+skulle kunde borde ens bara fast också ännu redan
 """
 
 ENGLISH = """
@@ -49,6 +56,8 @@ to of in on at by for with from about into over under up down out off
 hi hello hey thanks thank please ok okay yes no yeah pls plz
 some any anything something all much many very really quite lot lots
 tell explain know want wanna need get got make like
+im ive id would could there some one anyone someone anything something where find
+can cant dont doesnt didnt is isnt are arent was wasnt actually really just also ever
 """
 
 

@@ -86,7 +86,7 @@ async def test_topic_button_shows_the_topic(sample_assistant, chat_factory):
 
 
 @pytest.mark.parametrize("text,expected", [
-    ("", "tyhjä"), ("   \n\t ", "tyhjä"), ("x" * 100_000, "liian pitkä"),
+    ("", "tyhjä"), ("   \n\t ", "tyhjä"), ("x" * 100_000, "liian pitkä"), ("x" * 4101, "liian pitkä"),
     ("😀😀😀", "en osaa vastata"), ("\x00\x01\x02", "tyhjä"), ("Как подать инициативу?", "en osaa vastata"),
     ("/language klingon", "En tunne kieltä"),
 ])

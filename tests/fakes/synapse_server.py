@@ -1,46 +1,61 @@
 """A real Synapse homeserver on loopback for end-to-end tests.
 
-Usage (a session-scoped fixture is ready to import into conftest.py)::
+Usage (the session-scoped ``synapse`` fixture is ready to import into conftest.py)::
 
-    from tests.fakes.synapse_server import synapse  # the fixture
+    from tests.fakes.synapse_server import synapse  # noqa: F401 (fixture)
 
     async def test_x(synapse: SynapseServer) -> None:
         user_id, token, device_id = synapse.register_user("alice", "pw")
-        client = AsyncClient(synapse.url, user_id)
+        client = AsyncClient(synapse.url, user_id, device_id)
         client.restore_login(user_id, device_id, token)
 
-Outside pytest: ``with SynapseServer() as hs: ...`` or
-``async with SynapseServer() as hs: ...`` (start runs in a thread).
+Outside pytest: ``with SynapseServer() as hs:`` or ``async with SynapseServer()``
+(start runs in a thread). ``synapse_fixture(rate_limits=True, ...)`` builds
+more fixtures. ``start_seconds`` says how long start took: ~2.3 s for
+--generate-config (once per process, cached) plus ~2.5-3 s until
+``/_matrix/client/versions`` answers.
 
-Timing on the dev machine: config generation ~2.3 s, Synapse start until
-``/_matrix/client/versions`` answers ~3 s (see the ``start_seconds`` attribute).
+Findings about matrix-nio 0.26 (for the Matrix adapter)
 
-Findings about matrix-nio 0.26 (for the Matrix adapter):
-
-End-to-end encryption (vodozemac) works against this server. Calls that make a
-recipient decrypt (see test_encrypted_dm_is_decrypted_by_recipient):
-  * ``AsyncClient(url, user_id, device_id=..., store_path=dir,
-    config=AsyncClientConfig(store_sync_tokens=True, encryption_enabled=True))``
-  * ``client.restore_login(user_id, device_id, access_token)`` loads the Olm
-    account from ``store_path`` (the store is keyed by user and device id: keep
-    both, or the bot is a new device on every restart).
+End-to-end encryption (vodozemac 0.10) works against this server. What made
+the recipient decrypt (test_encrypted_dm_is_decrypted_by_recipient):
+  * ``AsyncClient(url, user_id, device_id, store_path,
+    AsyncClientConfig(store_sync_tokens=True, encryption_enabled=True))`` and
+    ``restore_login(user_id, device_id, token)``: this loads the Olm account
+    and the sync token from store_path. Keep the store and device id: a
+    restarted client with both decrypts new messages and resumes from its token.
   * ``if client.should_upload_keys: await client.keys_upload()`` on both sides
     before anyone sends; ``sync()`` does not upload keys (``sync_forever`` does).
   * Sender: sync until the recipient is joined, then
     ``room_send(..., ignore_unverified_devices=True)``. room_send itself fetches
     members, runs keys_query, claims one-time keys and shares the Megolm
-    session. Without ignore_unverified_devices (and without
-    ``client.verify_device(d)`` for each of ``client.device_store.active_user_devices(uid)``)
-    it raises ``OlmTrustError``.
-  * Recipient: a later ``sync()`` yields the ``m.room_key`` to-device event
-    and the timeline event arrives already decrypted as ``RoomMessageText``.
+    session. Without it room_send raises ``OlmUnverifiedDeviceError`` (an
+    ``OlmTrustError``); the alternative is ``client.verify_device(d)`` for
+    each ``d`` in ``client.device_store.active_user_devices(user_id)``.
+  * Recipient: a later ``sync()`` brings the m.room_key to-device event and
+    the timeline event, already decrypted: ``RoomMessageText`` with
+    ``decrypted=True``.
 
-Rate limiting: see _NIO_429 below.
+Rate limits (nio/client/async_client.py ``_send``, observed against Synapse):
+  * On 429 / M_LIMIT_EXCEEDED nio sleeps ``retry_after_ms`` (5 s if absent)
+    and resends the same request, so the same transaction id: no duplicates.
+    It runs the response callbacks with each intermediate ``RoomSendError``
+    and logs a WARNING; the awaiting coroutine is blocked meanwhile.
+  * ``max_limit_exceeded=N`` allows N retries; after that room_send returns
+    (does not raise) ``RoomSendError`` with ``status_code == "M_LIMIT_EXCEEDED"``,
+    ``retry_after_ms`` set and ``transport_response.status == 429``; that final
+    error does not reach the response callbacks. Default None retries forever.
+  * Synapse defaults (rate_limits=True): 25 sequential messages took 80 s
+    (about 9 pass, then one per ~5 s). After ``override_ratelimit`` the same
+    25 took 1.1 s. Synapse's sync returns only the last 10 timeline events per
+    room unless a filter raises the limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
 import hashlib
 import hmac
 import json
@@ -62,8 +77,6 @@ import pytest
 import yaml
 
 logger = logging.getLogger(__name__)
-
-_NIO_429 = """filled in below"""
 
 SERVER_NAME = "localhost"
 START_TIMEOUT = 60.0
@@ -125,6 +138,24 @@ def _log_config(log_file: Path) -> dict[str, Any]:
         },
         "root": {"level": "WARNING", "handlers": ["file"]},
     }
+
+
+@functools.cache
+def _generated_config() -> tuple[dict[str, Any], bytes]:
+    """Config and signing key from --generate-config; it takes ~2 s, so once per process."""
+    with tempfile.TemporaryDirectory(prefix="synapse-gen-") as tmp:
+        path = Path(tmp) / "homeserver.yaml"
+        subprocess.run(
+            [
+                sys.executable, "-m", "synapse.app.homeserver",
+                "--server-name", SERVER_NAME,
+                "--config-path", str(path),
+                "--generate-config", "--report-stats=no",
+            ],
+            cwd=tmp, check=True, capture_output=True,
+        )  # fmt: skip
+        config = yaml.safe_load(path.read_text())
+        return config, Path(config["signing_key_path"]).read_bytes()
 
 
 def _mac(secret: str, nonce: str, user: str, password: str, admin: bool) -> str:
@@ -227,20 +258,13 @@ class SynapseServer:
     # Config
 
     def _write_config(self) -> Path:
-        """Let Synapse generate a config (and signing key), then make it test-sized."""
+        """Synapse's generated config, made test-sized, in this server's temp dir."""
         assert self._dir is not None
+        generated, signing_key = _generated_config()
+        key_path = self._dir / "signing.key"
+        key_path.write_bytes(signing_key)
+        config = {**copy.deepcopy(generated), **self._overrides(), "signing_key_path": str(key_path)}
         path = self._dir / "homeserver.yaml"
-        subprocess.run(
-            [
-                sys.executable, "-m", "synapse.app.homeserver",
-                "--server-name", SERVER_NAME,
-                "--config-path", str(path),
-                "--generate-config", "--report-stats=no",
-            ],
-            cwd=self._dir, check=True, capture_output=True,
-        )  # fmt: skip
-        config = yaml.safe_load(path.read_text())
-        config.update(self._overrides())
         path.write_text(yaml.safe_dump(config))
         return path
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 class FloodLimiter:
@@ -36,7 +36,9 @@ class FloodLimiter:
     def retry_after(self, chat_id: int | str) -> int:
         """Whole seconds until a message to `chat_id` is allowed; 0 when it is allowed now."""
         now = self._clock()
-        wait = max(self._bucket_wait(chat_id, now), self._group_wait(chat_id, now), self._global_wait(now))
+        wait = max(
+            self._bucket_wait(chat_id, now), self._group_wait(chat_id, now), self._global_wait(now)
+        )
         return max(1, math.ceil(wait)) if wait > 0 else 0
 
     def record(self, chat_id: int | str) -> None:

@@ -9,6 +9,7 @@ Offsets and lengths are in UTF-16 code units, as in the Bot API.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 Entity = dict[str, Any]
@@ -36,7 +37,13 @@ _ATTR = re.compile(r"""([a-zA-Z-]+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s"'>]+))?""")
 _HTML_ENTITY = re.compile(r"&(#[0-9]{1,7}|#x[0-9a-fA-F]{1,6}|lt|gt|amp|quot);")
 _NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
 _MDV2_RESERVED = set("_*[]()~`>#+-=|{}.!")
-_MDV2_TOGGLES = (("||", "spoiler"), ("__", "underline"), ("*", "bold"), ("_", "italic"), ("~", "strikethrough"))
+_MDV2_TOGGLES = (
+    ("||", "spoiler"),
+    ("__", "underline"),
+    ("*", "bold"),
+    ("_", "italic"),
+    ("~", "strikethrough"),
+)
 _MDV2_NAMES = {
     "bold": "Bold",
     "italic": "Italic",
@@ -52,6 +59,7 @@ _AUTO = re.compile(
     r"|(?P<hashtag>(?<![\w#])#\w*[^\W\d]\w*)"
     r"|(?P<url>(?<![\w/])(?:https?://|www\.)[^\s<>\"]+[^\s<>\"\.,;:!?)\]'])"
 )
+_AUTO_HINT = re.compile(r"[/@#]|www\.")
 _NO_AUTO_INSIDE = {"code", "pre", "text_link"}
 
 
@@ -61,7 +69,7 @@ class EntityParseError(ValueError):
 
 def utf16_len(text: str) -> int:
     """Length in UTF-16 code units, the unit of Bot API entity offsets."""
-    return len(text.encode("utf-16-le")) // 2
+    return len(text) if text.isascii() else len(text.encode("utf-16-le")) // 2
 
 
 def _byte_offset(text: str, index: int) -> int:
@@ -106,7 +114,9 @@ def _html_entity(tag: str, attrs: dict[str, str], text: str, at: int) -> Entity 
     """The entity an opening tag starts (length filled in later), or None for no entity."""
     kind = _HTML_TAGS[tag]
     if tag == "span" and attrs.get("class") != "tg-spoiler":
-        raise EntityParseError(f'Tag "span" must have class "tg-spoiler" at byte offset {_byte_offset(text, at)}')
+        raise EntityParseError(
+            f'Tag "span" must have class "tg-spoiler" at byte offset {_byte_offset(text, at)}'
+        )
     entity: Entity = {"type": kind}
     if kind == "text_link":
         if not attrs.get("href"):
@@ -125,7 +135,7 @@ def _decode_html_entities(text: str) -> str:
 
 def _decode_one(name: str) -> str:
     if name.startswith("#x"):
-        return chr(int(name[2:], 16))
+        return chr(int("0" + name[1:], 0))  # "#x1F600" -> 0x1F600
     if name.startswith("#"):
         return chr(int(name[1:]))
     return _NAMED[name]
@@ -153,14 +163,18 @@ def parse_html(text: str) -> tuple[str, list[Entity]]:
             continue
         tag_m = _TAG.match(text, m.start())
         if not tag_m:
-            raise EntityParseError(f"Unclosed start tag at byte offset {_byte_offset(text, m.start())}")
+            raise EntityParseError(
+                f"Unclosed start tag at byte offset {_byte_offset(text, m.start())}"
+            )
         i = tag_m.end()
         closing, tag, raw_attrs = tag_m.group(1) == "/", tag_m.group(2).lower(), tag_m.group(3)
         if closing:
             _close_html_tag(text, m.start(), tag, pos, stack, entities)
             continue
         if tag not in _HTML_TAGS:
-            raise EntityParseError(f'Unsupported start tag "{tag}" at byte offset {_byte_offset(text, m.start())}')
+            raise EntityParseError(
+                f'Unsupported start tag "{tag}" at byte offset {_byte_offset(text, m.start())}'
+            )
         attrs = _parse_attrs(raw_attrs)
         entity = _html_entity(tag, attrs, text, m.start())
         if tag == "code" and stack and stack[-1][0] == "pre" and stack[-1][2] is not None:
@@ -176,14 +190,20 @@ def parse_html(text: str) -> tuple[str, list[Entity]]:
 
 
 def _close_html_tag(
-    text: str, at: int, tag: str, pos: int, stack: list[tuple[str, int, Entity | None]], entities: list[Entity]
+    text: str,
+    at: int,
+    tag: str,
+    pos: int,
+    stack: list[tuple[str, int, Entity | None]],
+    entities: list[Entity],
 ) -> None:
     if not stack:
         raise EntityParseError(f"Unexpected end tag at byte offset {_byte_offset(text, at)}")
     open_tag, start, entity = stack.pop()
     if open_tag != tag:
         raise EntityParseError(
-            f'Unmatched end tag at byte offset {_byte_offset(text, at)}, expected "</{open_tag}>", found "</{tag}>"'
+            f"Unmatched end tag at byte offset {_byte_offset(text, at)},"
+            f' expected "</{open_tag}>", found "</{tag}>"'
         )
     if entity is not None and pos > start:
         entity.update(offset=start, length=pos - start)
@@ -207,11 +227,15 @@ class _MarkdownV2:
         self.pos += utf16_len(chunk)
 
     def error(self, message: str, at: int | None = None) -> EntityParseError:
-        return EntityParseError(f"{message} at byte offset {_byte_offset(self.text, self.i if at is None else at)}")
+        return EntityParseError(
+            f"{message} at byte offset {_byte_offset(self.text, self.i if at is None else at)}"
+        )
 
     def add(self, kind: str, start: int, **extra: Any) -> None:
         if self.pos > start:
-            self.entities.append({"type": kind, "offset": start, "length": self.pos - start, **extra})
+            self.entities.append(
+                {"type": kind, "offset": start, "length": self.pos - start, **extra}
+            )
 
     def run(self) -> tuple[str, list[Entity]]:
         text = self.text
@@ -241,9 +265,15 @@ class _MarkdownV2:
         elif self.toggle():
             pass
         elif ch in _MDV2_RESERVED:
-            raise self.error(f"Character '{ch}' is reserved and must be escaped with the preceding '\\'")
+            raise self.error(
+                f"Character '{ch}' is reserved and must be escaped with the preceding '\\'"
+            )
         else:
-            if ch == "\n" and self.quote_start is not None and not self.text.startswith(">", self.i + 1):
+            if (
+                ch == "\n"
+                and self.quote_start is not None
+                and not self.text.startswith(">", self.i + 1)
+            ):
                 self.close_blockquote()
             self.emit(ch)
             self.i += 1
@@ -272,7 +302,7 @@ class _MarkdownV2:
                 return True
         return False
 
-    def scan_until(self, end: str, start: int) -> tuple[str, int]:
+    def scan_until(self, end: str, start: int, entity: str) -> tuple[str, int]:
         """Raw text up to an unescaped `end`, with only backslash escapes undone."""
         chunk: list[str] = []
         j = start
@@ -285,11 +315,11 @@ class _MarkdownV2:
             else:
                 chunk.append(self.text[j])
                 j += 1
-        raise self.error("Can't find end of " + ("Pre" if end == "```" else "Code") + " entity")
+        raise self.error(f"Can't find end of {entity} entity")
 
     def code(self) -> None:
         fence = "```" if self.text.startswith("```", self.i) else "`"
-        body, end = self.scan_until(fence, self.i + len(fence))
+        body, end = self.scan_until(fence, self.i + len(fence), "Pre" if fence == "```" else "Code")
         start = self.pos
         language = ""
         if fence == "```":
@@ -306,8 +336,10 @@ class _MarkdownV2:
     def link_end(self) -> None:
         _, start, _ = self.open.pop()
         if not self.text.startswith("(", self.i + 1):
-            raise self.error("Character ']' is reserved and must be escaped with the preceding '\\'")
-        url, end = self.scan_until(")", self.i + 2)
+            raise self.error(
+                "Character ']' is reserved and must be escaped with the preceding '\\'"
+            )
+        url, end = self.scan_until(")", self.i + 2, "TextUrl")
         self.add("text_link", start, url=url)
         self.i = end + 1
 
@@ -333,7 +365,11 @@ def parse_markdown(text: str) -> tuple[str, list[Entity]]:
             group = next(g for g in _LEGACY_KINDS if m.group(g) is not None)
             body = m.group(group)
             if body:
-                entity: Entity = {"type": _LEGACY_KINDS[group], "offset": pos, "length": utf16_len(body)}
+                entity: Entity = {
+                    "type": _LEGACY_KINDS[group],
+                    "offset": pos,
+                    "length": utf16_len(body),
+                }
                 if group == 5:
                     entity["url"] = m.group(6)
                 entities.append(entity)
@@ -341,7 +377,9 @@ def parse_markdown(text: str) -> tuple[str, list[Entity]]:
             pos += utf16_len(body)
             i = m.end()
         elif text[i] in "*_`[":
-            raise EntityParseError(f"Can't find end of the entity starting at byte offset {_byte_offset(text, i)}")
+            raise EntityParseError(
+                f"Can't find end of the entity starting at byte offset {_byte_offset(text, i)}"
+            )
         else:
             if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in "*_`[":
                 i += 1
@@ -367,16 +405,17 @@ def strip_text(text: str, entities: list[Entity]) -> tuple[str, list[Entity]]:
     return stripped, kept
 
 
-def detect_entities(text: str, existing: list[Entity] = ()) -> list[Entity]:  # type: ignore[assignment]
+def detect_entities(text: str, existing: Sequence[Entity] = ()) -> list[Entity]:
     """Commands, mentions, hashtags, URLs and e-mails that Telegram marks up by itself."""
-    if not any(ch in text for ch in "/@#w"):
+    if not _AUTO_HINT.search(text):
         return []
-    blocked = [(e["offset"], e["offset"] + e["length"]) for e in existing if e["type"] in _NO_AUTO_INSIDE]
+    blocked = [
+        (e["offset"], e["offset"] + e["length"]) for e in existing if e["type"] in _NO_AUTO_INSIDE
+    ]
     found = []
     for m in _AUTO.finditer(text):
         offset = utf16_len(text[: m.start()])
         length = utf16_len(m.group())
-        if any(start < offset + length and offset < stop for start, stop in blocked):
-            continue
-        found.append({"type": m.lastgroup, "offset": offset, "length": length})
+        if not any(start < offset + length and offset < stop for start, stop in blocked):
+            found.append({"type": m.lastgroup, "offset": offset, "length": length})
     return found

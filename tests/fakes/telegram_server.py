@@ -15,80 +15,48 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, Self
 
 import aiohttp
 from aiohttp import web
 
+from tests.fakes.telegram_api import (
+    CHAT_ACTIONS,
+    MAX_CAPTION,
+    MAX_TEXT,
+    NOT_MODIFIED,
+    POLL_TERMINATED,
+    QUERY_INVALID,
+    RATE_LIMITED,
+    UPDATE_KINDS_OFF_BY_DEFAULT,
+    WEBHOOK_ACTIVE,
+    ApiError,
+    bad_request,
+    check_command,
+    check_reply_markup,
+    dumps,
+    read_params,
+    too_many_requests,
+)
 from tests.fakes.telegram_limits import Fault, FaultPlan, FloodLimiter
 from tests.fakes.telegram_markup import EntityParseError, detect_entities, format_text, utf16_len
+from tests.fakes.telegram_world import TelegramWorld
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 
-MAX_TEXT = 4096
-MAX_CAPTION = 1024
-MAX_CALLBACK_DATA = 64
-_JSON_FIELDS = {
-    "reply_markup", "entities", "caption_entities", "reply_parameters",
-    "link_preview_options", "commands", "scope", "allowed_updates",
-}  # fmt: skip
-_INT_FIELDS = {"chat_id", "message_id", "offset", "limit", "reply_to_message_id", "cache_time", "max_connections"}
-_FLOAT_FIELDS = {"timeout"}
-_BOOL_FIELDS = {
-    "disable_notification", "show_alert", "drop_pending_updates", "protect_content",
-    "allow_sending_without_reply", "disable_web_page_preview", "disable_content_type_detection",
-}  # fmt: skip
-_INLINE_ACTIONS = {
-    "url", "callback_data", "web_app", "login_url", "switch_inline_query", "pay",
-    "switch_inline_query_current_chat", "switch_inline_query_chosen_chat", "callback_game", "copy_text",
-}  # fmt: skip
-_CHAT_ACTIONS = {
-    "typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice",
-    "upload_document", "choose_sticker", "find_location", "record_video_note", "upload_video_note",
-}  # fmt: skip
-_RATE_LIMITED = {"sendmessage", "senddocument"}
-_UPDATE_KINDS_OFF_BY_DEFAULT = {"chat_member", "message_reaction", "message_reaction_count"}
-_NOT_MODIFIED = (
-    "message is not modified: specified new message content and reply markup are"
-    " exactly the same as a current content and reply markup of the message"
-)
-_QUERY_INVALID = "Bad Request: query is too old and response timeout expired or query ID is invalid"
-_WEBHOOK_ACTIVE = "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first"
-_POLL_TERMINATED = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
 
+class FakeTelegramServer(TelegramWorld):
+    """The Bot API on 127.0.0.1 for one bot: start it, point the bot at `base_url`.
 
-class ApiError(Exception):
-    """A Bot API error answer: HTTP status, description and optional parameters."""
-
-    def __init__(self, status: int, description: str, parameters: JSON | None = None) -> None:
-        super().__init__(description)
-        self.status = status
-        self.description = description
-        self.parameters = parameters
-
-    def body(self) -> JSON:
-        body: JSON = {"ok": False, "error_code": self.status, "description": self.description}
-        if self.parameters:
-            body["parameters"] = self.parameters
-        return body
-
-
-def bad_request(what: str) -> ApiError:
-    return ApiError(400, f"Bad Request: {what}")
-
-
-def too_many_requests(retry_after: int) -> ApiError:
-    return ApiError(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after})
-
-
-class FakeTelegramServer:
-    """The Bot API on 127.0.0.1 for one bot: start it, point the bot at `base_url`."""
+    Inherited from `TelegramWorld`: `user()`, `add_chat()`, `block()`,
+    `build_message()`, `add_file()`. Call everything from the event loop's thread.
+    """
 
     def __init__(
         self,
@@ -99,14 +67,14 @@ class FakeTelegramServer:
         clock: Callable[[], float] = time.monotonic,
         webhook_retries: int = 3,
     ) -> None:
-        self.token = token
         prefix = token.split(":", 1)[0]
-        self.bot_user: JSON = {
+        super().__init__({
             "id": bot_id if bot_id is not None else int(prefix) if prefix.isdigit() else 123456789,
             "is_bot": True,
             "first_name": "Espoo Test Bot",
             "username": bot_username,
-        }
+        })  # fmt: skip
+        self.token = token
         self.enforce_limits = enforce_limits
         self.limiter = FloodLimiter(clock)
         self.webhook_retries = webhook_retries
@@ -124,18 +92,8 @@ class FakeTelegramServer:
         self.webhook: JSON | None = None
         self.webhook_deliveries: list[JSON] = []
         self.failed_webhook_deliveries: list[JSON] = []
-        # The world the bot lives in.
         self.injected: list[JSON] = []
-        self._users: dict[int, JSON] = {}
-        self._chats: dict[int | str, JSON] = {}
-        self._blocked: set[int | str] = set()
-        self._messages: dict[tuple[int | str, int], JSON] = {}
-        self._bot_messages: dict[int | str, list[int]] = {}
-        self._next_message_id: dict[int | str, int] = {}
         self._callbacks: dict[str, bool] = {}  # callback_query_id -> answered
-        self._files: dict[str, JSON] = {}
-        self._file_paths: dict[str, bytes] = {}
-        self._ids = itertools.count(1)
         self._next_update_id = 100_000_001
         # Update delivery.
         self._pending: deque[JSON] = deque()
@@ -152,14 +110,15 @@ class FakeTelegramServer:
 
     # ----------------------------------------------------------------- lifecycle
 
-    async def start(self) -> None:
-        """Listen on an ephemeral loopback port."""
+    async def start(self, port: int = 0) -> None:
+        """Listen on loopback, on an ephemeral port unless one is given."""
         app = web.Application(client_max_size=60 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_get("/file/bot{token}/{path:.+}", self._download)
+        app.router.add_get("/_fake/stats", self._stats)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         self._port = self._runner.addresses[0][1]
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
@@ -177,7 +136,7 @@ class FakeTelegramServer:
         if self._runner:
             await self._runner.cleanup()
 
-    async def __aenter__(self) -> FakeTelegramServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -211,7 +170,7 @@ class FakeTelegramServer:
             record["method"] = method
             if handler is None:
                 raise ApiError(404, "Not Found")
-            params = record["params"] = await _read_params(request)
+            params = record["params"] = await read_params(request)
             fault = self._faults.take(name)
             if fault:
                 await self._misbehave(fault)
@@ -225,9 +184,13 @@ class FakeTelegramServer:
             if error.status == 429:
                 self.rejected_429 += 1
             body = error.body()
+        except Exception:
+            log.exception("fake Telegram failed on %s", record["method"])
+            record["status"] = 500
+            body = ApiError(500, "Internal Server Error").body()
         finally:
             self._check_waiters()
-        return web.json_response(body, status=record["status"], dumps=_dumps)
+        return web.json_response(body, status=record["status"], dumps=dumps)
 
     async def _misbehave(self, fault: Fault) -> None:
         """Apply an injected failure or delay; drops are handled by the caller."""
@@ -252,10 +215,20 @@ class FakeTelegramServer:
             pass
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
-        content = self._file_paths.get(request.match_info["path"])
+        content = self.file_paths.get(request.match_info["path"])
         if request.match_info["token"] != self.token or content is None:
             return web.json_response(ApiError(404, "Not Found").body(), status=404)
         return web.Response(body=content, content_type="application/octet-stream")
+
+    async def _stats(self, request: web.Request) -> web.StreamResponse:
+        """Counters for a benchmark that runs the server in its own process."""
+        return web.json_response({
+            "requests": len(self.all_requests),
+            "sent": len(self.sent),
+            "rejected_429": self.rejected_429,
+            "messages_sent_per_second": self.messages_sent_per_second(),
+            "max_sent_in_window": self.max_sent_in_window(),
+        })  # fmt: skip
 
     def _method_table(self) -> dict[str, tuple[str, Callable[[JSON], Any]]]:
         methods = {
@@ -291,7 +264,7 @@ class FakeTelegramServer:
 
     async def _get_updates(self, params: JSON) -> list[JSON]:
         if self.webhook:
-            raise ApiError(409, _WEBHOOK_ACTIVE)
+            raise ApiError(409, WEBHOOK_ACTIVE)
         self._poll_seq += 1
         me = self._poll_seq
         self._notify()  # an older long poll still waiting is terminated, as in Telegram
@@ -299,16 +272,20 @@ class FakeTelegramServer:
             self._allowed_updates = set(params["allowed_updates"] or ()) or None
         self._confirm(params.get("offset", 0))
         limit = min(max(params.get("limit") or 100, 1), 100)
-        deadline = self._clock() + max(params.get("timeout", 0.0), 0.0)
+        deadline = time.monotonic() + max(params.get("timeout", 0.0), 0.0)
         batch = self._take(limit)
-        while not batch and not self._closing.is_set() and (remaining := deadline - self._clock()) > 0:
+        while (
+            not batch
+            and not self._closing.is_set()
+            and (remaining := deadline - time.monotonic()) > 0
+        ):
             wakeup = self._wakeup
             try:
                 await asyncio.wait_for(wakeup.wait(), remaining)
             except TimeoutError:
                 break
             if me != self._poll_seq:
-                raise ApiError(409, _POLL_TERMINATED)
+                raise ApiError(409, POLL_TERMINATED)
             batch = self._take(limit)
         return batch
 
@@ -331,7 +308,7 @@ class FakeTelegramServer:
     def _allowed(self, update: JSON) -> bool:
         kind = next((key for key in update if key != "update_id"), "")
         if self._allowed_updates is None:
-            return kind not in _UPDATE_KINDS_OFF_BY_DEFAULT
+            return kind not in UPDATE_KINDS_OFF_BY_DEFAULT
         return kind in self._allowed_updates
 
     async def _set_webhook(self, params: JSON) -> bool:
@@ -358,7 +335,11 @@ class FakeTelegramServer:
         return True
 
     async def _get_webhook_info(self, params: JSON) -> JSON:
-        info: JSON = {"url": "", "has_custom_certificate": False, "pending_update_count": len(self._pending)}
+        info: JSON = {
+            "url": "",
+            "has_custom_certificate": False,
+            "pending_update_count": len(self._pending),
+        }
         if self.webhook:
             info.update(url=self.webhook["url"], max_connections=40)
         return info
@@ -385,7 +366,9 @@ class FakeTelegramServer:
         error = ""
         for attempt in range(self.webhook_retries + 1):
             try:
-                async with self._session.post(self.webhook["url"], json=update, headers=headers) as response:
+                async with self._session.post(
+                    self.webhook["url"], json=update, headers=headers
+                ) as response:
                     if 200 <= response.status < 300:
                         self.webhook_deliveries.append({"update": update, "attempts": attempt + 1})
                         self._check_waiters()
@@ -409,7 +392,9 @@ class FakeTelegramServer:
         chat = self._target_chat(params)
         if "text" not in params or params["text"] == "":
             raise bad_request("message text is empty")
-        text, entities = self._formatted(params, "text", "entities", MAX_TEXT, "message is too long")
+        text, entities = self._formatted(
+            params, "text", "entities", MAX_TEXT, "message is too long"
+        )
         if not text:
             raise bad_request("message text is empty")
         fields: JSON = {"text": text}
@@ -419,7 +404,9 @@ class FakeTelegramServer:
 
     async def _send_document(self, params: JSON) -> JSON:
         chat = self._target_chat(params)
-        caption, entities = self._formatted(params, "caption", "caption_entities", MAX_CAPTION, "message caption is too long")
+        caption, entities = self._formatted(
+            params, "caption", "caption_entities", MAX_CAPTION, "message caption is too long"
+        )
         document = self._document(params.get("document"))
         fields: JSON = {"document": document}
         if caption:
@@ -427,26 +414,34 @@ class FakeTelegramServer:
         if entities:
             fields["caption_entities"] = entities
         message = self._deliver_bot_message("sendDocument", chat, params, fields)
-        content = self._files[document["file_id"]]["content"]
-        self.uploads.append({"chat_id": chat["id"], "filename": document.get("file_name"), "content": content,
-                             "mime_type": document.get("mime_type"), "caption": caption, "message": message})  # fmt: skip
+        content = self.files[document["file_id"]]["content"]
+        self.uploads.append({
+            "chat_id": chat["id"],
+            "filename": document.get("file_name"),
+            "content": content,
+            "mime_type": document.get("mime_type"),
+            "caption": caption,
+            "message": message,
+        })  # fmt: skip
         return message
 
     def _deliver_bot_message(self, method: str, chat: JSON, params: JSON, fields: JSON) -> JSON:
         """Shared tail of the send methods: reply target, markup, flood limits, recording."""
-        markup = _reply_markup(params.get("reply_markup"))
+        markup = check_reply_markup(params.get("reply_markup"))
         reply_to = self._reply_target(chat["id"], params)
         self._check_flood(method, chat["id"])
-        message = self._new_message(chat, self.bot_user, **fields)
+        message = self.new_message(chat, self.bot_user, **fields)
         if reply_to:
             message["reply_to_message"] = reply_to
         if markup and "inline_keyboard" in markup:
             message["reply_markup"] = markup  # Telegram echoes only inline keyboards
-        self._bot_messages.setdefault(chat["id"], []).append(message["message_id"])
+        self.bot_messages.setdefault(chat["id"], []).append(message["message_id"])
         self._record(method, chat["id"], params, markup, message)
         return message
 
-    def _record(self, method: str, chat_id: int | str, params: JSON, markup: JSON | None, message: JSON) -> None:
+    def _record(
+        self, method: str, chat_id: int | str, params: JSON, markup: JSON | None, message: JSON
+    ) -> None:
         self.sent.append({
             "method": method,
             "chat_id": chat_id,
@@ -459,7 +454,9 @@ class FakeTelegramServer:
             "message": message,
         })  # fmt: skip
 
-    def _formatted(self, params: JSON, key: str, entities_key: str, limit: int, too_long: str) -> tuple[str, list[JSON]]:
+    def _formatted(
+        self, params: JSON, key: str, entities_key: str, limit: int, too_long: str
+    ) -> tuple[str, list[JSON]]:
         raw = params.get(key) or ""
         if not isinstance(raw, str):
             raise bad_request(f"{key} must be a string")
@@ -475,7 +472,7 @@ class FakeTelegramServer:
         return text, entities
 
     def _check_flood(self, method: str, chat_id: int | str) -> None:
-        if not self.enforce_limits or method.lower() not in _RATE_LIMITED:
+        if not self.enforce_limits or method.lower() not in RATE_LIMITED:
             return
         retry_after = self.limiter.retry_after(chat_id)
         if retry_after:
@@ -486,10 +483,10 @@ class FakeTelegramServer:
         chat_id = params.get("chat_id")
         if chat_id in (None, ""):
             raise bad_request("chat_id is empty")
-        chat = self._chats.get(chat_id)
+        chat = self.chats.get(chat_id)
         if chat is None:
             raise bad_request("chat not found")
-        if chat_id in self._blocked:
+        if chat_id in self.blocked:
             if chat["type"] == "private":
                 raise ApiError(403, "Forbidden: bot was blocked by the user")
             raise ApiError(403, f"Forbidden: bot was kicked from the {chat['type']} chat")
@@ -502,7 +499,7 @@ class FakeTelegramServer:
         message_id = reply.get("message_id", params.get("reply_to_message_id"))
         if not message_id:
             return None
-        target = self._messages.get((reply.get("chat_id", chat_id), int(message_id)))
+        target = self.messages.get((reply.get("chat_id", chat_id), int(message_id)))
         if target is None:
             if reply.get("allow_sending_without_reply", params.get("allow_sending_without_reply")):
                 return None
@@ -511,7 +508,7 @@ class FakeTelegramServer:
 
     def _document(self, document: Any) -> JSON:
         if isinstance(document, str):
-            known = self._files.get(document)
+            known = self.files.get(document)
             if known is None:
                 raise bad_request("wrong file identifier/HTTP URL specified")
             return dict(known["meta"])
@@ -531,20 +528,20 @@ class FakeTelegramServer:
         if not params.get("text"):
             raise bad_request("message text is empty")
         text, entities = self._formatted(params, "text", "entities", MAX_TEXT, "MESSAGE_TOO_LONG")
-        markup = _reply_markup(params.get("reply_markup"))
+        markup = check_reply_markup(params.get("reply_markup"))
         changes: JSON = {"text": text, "entities": entities or None, "reply_markup": markup}
         return self._apply_edit("editMessageText", message, params, changes)
 
     async def _edit_message_reply_markup(self, params: JSON) -> JSON:
         message = self._editable(params)
-        markup = _reply_markup(params.get("reply_markup"))
+        markup = check_reply_markup(params.get("reply_markup"))
         return self._apply_edit("editMessageReplyMarkup", message, params, {"reply_markup": markup})
 
     def _editable(self, params: JSON) -> JSON:
         if params.get("inline_message_id"):
             raise bad_request("MESSAGE_ID_INVALID")
         chat = self._target_chat(params)
-        message = self._messages.get((chat["id"], params.get("message_id", 0)))
+        message = self.messages.get((chat["id"], params.get("message_id", 0)))
         if message is None:
             raise bad_request("message to edit not found")
         if message["from"]["id"] != self.bot_user["id"]:
@@ -559,8 +556,8 @@ class FakeTelegramServer:
             else:
                 edited.pop(key, None)
         if all(edited.get(key) == message.get(key) for key in changes):
-            raise bad_request(_NOT_MODIFIED)
-        self._messages[(message["chat"]["id"], message["message_id"])] = edited
+            raise bad_request(NOT_MODIFIED)
+        self.messages[(message["chat"]["id"], message["message_id"])] = edited
         self._record(method, message["chat"]["id"], params, changes.get("reply_markup"), edited)
         return edited
 
@@ -569,7 +566,7 @@ class FakeTelegramServer:
     async def _answer_callback_query(self, params: JSON) -> bool:
         query_id = str(params.get("callback_query_id", ""))
         if self._callbacks.get(query_id, True):
-            raise ApiError(400, _QUERY_INVALID)
+            raise ApiError(400, QUERY_INVALID)
         if len(params.get("text") or "") > 200:
             raise bad_request("MESSAGE_TOO_LONG")
         self._callbacks[query_id] = True
@@ -587,9 +584,11 @@ class FakeTelegramServer:
         if not isinstance(commands, list) or len(commands) > 100:
             raise bad_request("can't parse commands JSON object")
         for command in commands:
-            _check_command(command)
+            check_command(command)
         key = self._commands_key(params)
-        self.commands[key] = [{"command": c["command"], "description": c["description"]} for c in commands]
+        self.commands[key] = [
+            {"command": c["command"], "description": c["description"]} for c in commands
+        ]
         return True
 
     async def _get_my_commands(self, params: JSON) -> list[JSON]:
@@ -607,106 +606,29 @@ class FakeTelegramServer:
         scope = params.get("scope") or {"type": "default"}
         if not isinstance(scope, dict) or "type" not in scope:
             raise bad_request("can't parse BotCommandScope JSON object")
-        parts = [scope["type"]] + [str(scope[key]) for key in ("chat_id", "user_id") if key in scope]
+        parts = [scope["type"]] + [
+            str(scope[key]) for key in ("chat_id", "user_id") if key in scope
+        ]
         return ":".join(parts), language
 
     async def _send_chat_action(self, params: JSON) -> bool:
         chat = self._target_chat(params)
-        if params.get("action") not in _CHAT_ACTIONS:
+        if params.get("action") not in CHAT_ACTIONS:
             raise bad_request("wrong parameter action in request")
-        self.chat_actions.append({"chat_id": chat["id"], "action": params["action"], "time": self._clock()})
+        self.chat_actions.append(
+            {"chat_id": chat["id"], "action": params["action"], "time": self._clock()}
+        )
         return True
 
     async def _get_file(self, params: JSON) -> JSON:
-        known = self._files.get(str(params.get("file_id", "")))
+        known = self.files.get(str(params.get("file_id", "")))
         if known is None:
             raise bad_request("invalid file_id")
         meta = known["meta"]
         return {"file_id": meta["file_id"], "file_unique_id": meta["file_unique_id"],
                 "file_size": meta["file_size"], "file_path": known["file_path"]}  # fmt: skip
 
-    # ------------------------------------------------------- the world: chats
-
-    def user(
-        self,
-        user_id: int,
-        first_name: str = "Testi",
-        language_code: str | None = "fi",
-        username: str | None = None,
-        last_name: str | None = None,
-    ) -> JSON:
-        """A resident's Telegram User object, remembered for later updates."""
-        user: JSON = {"id": user_id, "is_bot": False, "first_name": first_name}
-        for key, value in (("last_name", last_name), ("username", username), ("language_code", language_code)):
-            if value:
-                user[key] = value
-        self._users[user_id] = user
-        return user
-
-    def add_chat(
-        self, chat_id: int | str, chat_type: str | None = None, title: str | None = None, user: JSON | None = None
-    ) -> JSON:
-        """Make a chat known, so the bot may send to it without an update from it first."""
-        chat_type = chat_type or _chat_type_for(chat_id)
-        if chat_type == "private":
-            user = user or self._users.get(chat_id) or self.user(int(chat_id))  # type: ignore[arg-type]
-            chat: JSON = {"id": chat_id, "type": "private", "first_name": user["first_name"]}
-            for key in ("last_name", "username"):
-                if key in user:
-                    chat[key] = user[key]
-        else:
-            chat = {"id": chat_id, "type": chat_type, "title": title or f"Chat {chat_id}"}
-        self._chats[chat_id] = chat
-        return chat
-
-    def block(self, chat_id: int | str) -> None:
-        """The resident blocks the bot (or kicks it from the group): sends get 403."""
-        self._blocked.add(chat_id)
-
-    def unblock(self, chat_id: int | str) -> None:
-        self._blocked.discard(chat_id)
-
-    def _resolve_user(self, user: int | JSON) -> JSON:
-        if isinstance(user, dict):
-            self._users[user["id"]] = user
-            return user
-        return self._users.get(user) or self.user(user)
-
-    def _chat_for(self, user: JSON, chat_id: int | str | None, chat_type: str | None, title: str | None) -> JSON:
-        chat_id = user["id"] if chat_id is None else chat_id
-        known = self._chats.get(chat_id)
-        if known and (chat_type is None or known["type"] == chat_type) and (title is None or known.get("title") == title):
-            return known
-        return self.add_chat(chat_id, chat_type, title, user if chat_id == user["id"] else None)
-
-    def _new_message(self, chat: JSON, sender: JSON, **fields: Any) -> JSON:
-        message_id = self._next_message_id.get(chat["id"], 1)
-        self._next_message_id[chat["id"]] = message_id + 1
-        message = {"message_id": message_id, "from": sender, "chat": chat, "date": int(time.time()), **fields}
-        self._messages[(chat["id"], message_id)] = message
-        return message
-
-    # ----------------------------------------------------- the world: updates
-
-    def build_message(
-        self,
-        user: int | JSON,
-        chat_id: int | str | None = None,
-        chat_type: str | None = None,
-        chat_title: str | None = None,
-        reply_to_message_id: int | None = None,
-        **fields: Any,
-    ) -> JSON:
-        """A Message from a resident with a fresh message_id, e.g. `location={...}`."""
-        sender = self._resolve_user(user)
-        chat = self._chat_for(sender, chat_id, chat_type, chat_title)
-        message = self._new_message(chat, sender, **fields)
-        if reply_to_message_id is not None:
-            target = self._messages.get((chat["id"], reply_to_message_id))
-            if target is None:
-                raise ValueError(f"no message {reply_to_message_id} in chat {chat['id']}")
-            message["reply_to_message"] = {k: v for k, v in target.items() if k != "reply_to_message"}
-        return message
+    # ----------------------------------------------------- residents' updates
 
     def send_text(
         self,
@@ -718,7 +640,9 @@ class FakeTelegramServer:
         reply_to_message_id: int | None = None,
     ) -> JSON:
         """A resident writes `text`; commands, mentions and links get their entities."""
-        message = self.build_message(user, chat_id, chat_type, chat_title, reply_to_message_id, text=text)
+        message = self.build_message(
+            user, chat_id, chat_type, chat_title, reply_to_message_id, text=text
+        )
         entities = detect_entities(text)
         if entities:
             message["entities"] = entities
@@ -726,9 +650,9 @@ class FakeTelegramServer:
 
     def press_button(self, user: int | JSON, message: JSON, callback_data: str) -> JSON:
         """A resident presses an inline button of a bot message (as it is now, after edits)."""
-        sender = self._resolve_user(user)
+        sender = self.resolve_user(user)
         key = (message["chat"]["id"], message["message_id"])
-        current = self._messages.get(key)
+        current = self.messages.get(key)
         if current is None:
             raise ValueError(f"no message {key[1]} in chat {key[0]}")
         offered = [
@@ -737,19 +661,21 @@ class FakeTelegramServer:
             for button in row
         ]
         if callback_data not in offered:
-            raise ValueError(f"message {key[1]} has no button {callback_data!r}; it has {offered!r}")
-        query_id = str(4_000_000_000_000 + next(self._ids))
+            raise ValueError(
+                f"message {key[1]} has no button {callback_data!r}; it has {offered!r}"
+            )
+        query_id = str(4_000_000_000_000 + next(self.ids))
         self._callbacks[query_id] = False
         query = {"id": query_id, "from": sender, "message": current,
                  "chat_instance": str(abs(hash(key[0]))), "data": callback_data}  # fmt: skip
         return self.send_raw_update({"callback_query": query})
 
     def send_raw_update(self, update: JSON) -> JSON:
-        """Queue any update (stickers, locations, edits, voice...); update_id is added if missing."""
+        """Queue any update (stickers, locations, edits, voice...); adds update_id if missing."""
         if "update_id" not in update:
             update = {"update_id": self._next_update_id, **update}
         self._next_update_id = max(self._next_update_id, update["update_id"] + 1)
-        self._learn_chats(update)
+        self.learn(update)
         self.injected.append(update)
         self._pending.append(update)
         self._notify()
@@ -760,40 +686,15 @@ class FakeTelegramServer:
         self._redelivered.append(update)
         self._notify()
 
-    def add_file(
-        self, content: bytes, filename: str | None = None, mime_type: str | None = None, folder: str = "documents"
-    ) -> JSON:
-        """Store a file; returns its Document-like JSON, downloadable through getFile."""
-        n = next(self._ids)
-        file_id = f"BQACAgQAAx0FakeFile{n:08d}"
-        meta: JSON = {"file_id": file_id, "file_unique_id": f"AgAD{n:08d}", "file_size": len(content)}
-        if filename:
-            meta["file_name"] = filename
-        if mime_type:
-            meta["mime_type"] = mime_type
-        suffix = "." + filename.rsplit(".", 1)[1] if filename and "." in filename else ""
-        path = f"{folder}/file_{n}{suffix}"
-        self._files[file_id] = {"meta": meta, "content": content, "file_path": path}
-        self._file_paths[path] = content
-        return meta
-
-    def _learn_chats(self, update: JSON) -> None:
-        for payload in update.values():
-            if not isinstance(payload, dict):
-                continue
-            for item in (payload, payload.get("message") or {}):
-                if isinstance(item.get("from"), dict):
-                    self._users.setdefault(item["from"]["id"], item["from"])
-                chat = item.get("chat")
-                if isinstance(chat, dict) and "id" in chat:
-                    self._chats.setdefault(chat["id"], chat)
-                    if "message_id" in item:
-                        self._messages.setdefault((chat["id"], item["message_id"]), item)
-
     # --------------------------------------------------------- fault injection
 
     def fail_next(
-        self, method: str, status: int, description: str, count: int = 1, retry_after: int | None = None
+        self,
+        method: str,
+        status: int,
+        description: str,
+        count: int = 1,
+        retry_after: int | None = None,
     ) -> None:
         """The next `count` calls of `method` fail with this error and change nothing."""
         self._faults.add(method, Fault("fail", count, status, description, retry_after))
@@ -810,21 +711,25 @@ class FakeTelegramServer:
 
     def messages_to(self, chat_id: int | str) -> list[JSON]:
         """The bot's messages in a chat, oldest first, as they are now (after edits)."""
-        return [self._messages[(chat_id, mid)] for mid in self._bot_messages.get(chat_id, [])]
+        return [self.messages[(chat_id, mid)] for mid in self.bot_messages.get(chat_id, [])]
 
     def texts_to(self, chat_id: int | str) -> list[str]:
-        return [m.get("text", m.get("caption", "")) for m in self.messages_to(chat_id)]
+        return [str(m.get("text", m.get("caption", ""))) for m in self.messages_to(chat_id)]
 
     def requests_for(self, method: str) -> list[JSON]:
         return [r for r in self.all_requests if r["method"].lower() == method.lower()]
 
-    async def wait_for_messages(self, chat_id: int | str, count: int, timeout: float = 10) -> list[JSON]:
+    async def wait_for_messages(
+        self, chat_id: int | str, count: int, timeout: float = 10
+    ) -> list[JSON]:
         """Wait until the bot has sent at least `count` messages to the chat."""
         try:
-            await self.wait_until(lambda: len(self._bot_messages.get(chat_id, ())) >= count, timeout)
+            await self.wait_until(lambda: len(self.bot_messages.get(chat_id, ())) >= count, timeout)
         except TimeoutError:
             texts = self.texts_to(chat_id)
-            raise TimeoutError(f"chat {chat_id} got {len(texts)} of {count} messages: {texts!r}") from None
+            raise TimeoutError(
+                f"chat {chat_id} got {len(texts)} of {count} messages: {texts!r}"
+            ) from None
         return self.messages_to(chat_id)
 
     async def wait_until(self, condition: Callable[[], bool], timeout: float = 10) -> None:
@@ -866,95 +771,35 @@ class FakeTelegramServer:
         return [
             entry["time"]
             for entry in self.sent
-            if entry["method"].startswith("send") and (chat_id is None or entry["chat_id"] == chat_id)
+            if entry["method"].startswith("send")
+            and (chat_id is None or entry["chat_id"] == chat_id)
         ]
 
 
-# ------------------------------------------------------------------ helpers
-
-
-async def _read_params(request: web.Request) -> JSON:
-    """Query, JSON or form parameters with Bot API types restored (PTB form-encodes JSON values)."""
-    params: JSON = dict(request.query)
-    if request.body_exists:
-        if request.content_type == "application/json":
-            try:
-                body = await request.json()
-            except ValueError:
-                raise bad_request("can't parse JSON encoded request body") from None
-            if not isinstance(body, dict):
-                raise bad_request("JSON request body must be an object")
-            params.update(body)
-        else:
-            params.update((await request.post()).items())
-    return {key: _coerce(key, value) for key, value in params.items()}
-
-
-def _coerce(key: str, value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
+async def _serve(port: int, token: str, enforce_limits: bool, chats: int) -> None:
+    server = FakeTelegramServer(token=token, enforce_limits=enforce_limits)
+    await server.start(port)
+    for chat_id in range(1, chats + 1):
+        server.add_chat(chat_id)
+    print(f"fake Telegram at {server.url} (stats at {server.url}/_fake/stats)", flush=True)
     try:
-        if key in _JSON_FIELDS:
-            return json.loads(value)
-        if key in _INT_FIELDS:
-            return value if key == "chat_id" and value.startswith("@") else int(value)
-        if key in _FLOAT_FIELDS:
-            return float(value)
-    except ValueError:
-        if key == "reply_markup":
-            raise bad_request("can't parse reply keyboard markup JSON object") from None
-        raise bad_request(f"can't parse {key}" if key in _JSON_FIELDS else f"invalid {key} specified") from None
-    if key in _BOOL_FIELDS:
-        return value.lower() in ("true", "1")
-    return value
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
 
 
-def _reply_markup(markup: Any) -> JSON | None:
-    """Validate reply_markup the way Telegram does for the common mistakes."""
-    if markup is None:
-        return None
-    if not isinstance(markup, dict) or not markup.keys() & {"inline_keyboard", "keyboard", "remove_keyboard", "force_reply"}:
-        raise bad_request("can't parse reply keyboard markup JSON object")
-    rows = markup.get("inline_keyboard")
-    if rows is None:
-        return markup
-    if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
-        raise bad_request("field \"inline_keyboard\" of the InlineKeyboardMarkup should be an Array of Arrays")
-    for button in itertools.chain.from_iterable(rows):
-        _check_inline_button(button)
-    return markup
+def main() -> None:
+    """Run the server alone, e.g. so a benchmark's client gets a CPU of its own."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--token", default="123456789:TEST-espoo-token")
+    parser.add_argument("--enforce-limits", action="store_true")
+    parser.add_argument("--chats", type=int, default=1000, help="private chats 1..N are known")
+    args = parser.parse_args()
+    asyncio.run(_serve(args.port, args.token, args.enforce_limits, args.chats))
 
 
-def _check_inline_button(button: Any) -> None:
-    if not isinstance(button, dict) or not button.get("text"):
-        raise bad_request("can't find field \"text\"")
-    if len(button.keys() & _INLINE_ACTIONS) != 1:
-        raise bad_request("text buttons are unallowed in the inline keyboard")
-    data = button.get("callback_data")
-    if data is not None and not 1 <= len(str(data).encode("utf-8")) <= MAX_CALLBACK_DATA:
-        raise bad_request("BUTTON_DATA_INVALID")
-    url = button.get("url")
-    if url is not None and not str(url).startswith(("http://", "https://", "tg://")):
-        raise bad_request("BUTTON_URL_INVALID")
-
-
-def _check_command(command: Any) -> None:
-    """Bot API: command is 1-32 of a-z, 0-9 and _; description 1-256 characters."""
-    if not isinstance(command, dict):
-        raise bad_request("can't parse BotCommand JSON object")
-    name = str(command.get("command", ""))
-    if not 1 <= len(name) <= 32 or any(ch not in "abcdefghijklmnopqrstuvwxyz0123456789_" for ch in name):
-        raise bad_request("BOT_COMMAND_INVALID")
-    if not 1 <= len(str(command.get("description", ""))) <= 256:
-        raise bad_request("BOT_COMMAND_DESCRIPTION_INVALID")
-
-
-def _chat_type_for(chat_id: int | str) -> str:
-    if isinstance(chat_id, str) or chat_id > 0:
-        return "private" if isinstance(chat_id, int) else "channel"
-    return "supergroup" if str(chat_id).startswith("-100") else "group"
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
+if __name__ == "__main__":
+    main()
