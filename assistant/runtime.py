@@ -7,8 +7,10 @@ import logging
 import signal
 
 from .core import Assistant
+from .menus import command_menus
 from .router import Router
 from .settings import Settings
+from .store.updates import Updates
 
 logger = logging.getLogger(__name__)
 
@@ -19,9 +21,7 @@ async def run_platforms(settings: Settings) -> None:
     router = Router(assistant)
     adapters = []
     if settings.telegram_enabled:
-        from adapters.telegram import TelegramAdapter
-
-        adapters.append(TelegramAdapter(settings))
+        adapters.append(_telegram(assistant))
     if settings.matrix_enabled:
         from adapters.matrix import MatrixAdapter
 
@@ -38,3 +38,12 @@ async def run_platforms(settings: Settings) -> None:
     for adapter in reversed(adapters):
         await adapter.stop()
     assistant.db.dispose()
+
+
+def _telegram(assistant: Assistant):  # type: ignore[no-untyped-def]
+    """The Telegram adapter with the core's command menus and a redelivery filter in the DB."""
+    from adapters.telegram import TelegramAdapter
+
+    updates = Updates(assistant.db)
+    return TelegramAdapter(assistant.settings, menus=command_menus(assistant),
+                           dedupe=lambda key: updates.first_time("telegram", key))

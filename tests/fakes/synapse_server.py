@@ -11,9 +11,9 @@ Usage (the session-scoped ``synapse`` fixture is ready to import into conftest.p
 
 Outside pytest: ``with SynapseServer() as hs:`` or ``async with SynapseServer()``
 (start runs in a thread). ``synapse_fixture(rate_limits=True, ...)`` builds
-more fixtures. ``start_seconds`` says how long start took: ~2.3 s for
---generate-config (once per process, cached) plus ~2.5-3 s until
-``/_matrix/client/versions`` answers.
+more fixtures. ``start_seconds`` says how long start took: on an idle
+machine ~5 s for the first server (2.3 s of it --generate-config, cached per
+process) and 2-3 s for each further one; several times that under load.
 
 Findings about matrix-nio 0.26 (for the Matrix adapter)
 
@@ -37,8 +37,9 @@ the recipient decrypt (test_encrypted_dm_is_decrypted_by_recipient):
     ``decrypted=True``.
 
 Rate limits (nio/client/async_client.py ``_send``, observed against Synapse):
-  * On 429 / M_LIMIT_EXCEEDED nio sleeps ``retry_after_ms`` (5 s if absent)
-    and resends the same request, so the same transaction id: no duplicates.
+  * On 429 / M_LIMIT_EXCEEDED nio sleeps ``retry_after_ms`` (5 s if it is 0 or
+    absent, and Synapse does answer 0 at times) and resends the same request,
+    so the same transaction id: no duplicates.
     It runs the response callbacks with each intermediate ``RoomSendError``
     and logs a WARNING; the awaiting coroutine is blocked meanwhile.
   * ``max_limit_exceeded=N`` allows N retries; after that room_send returns
@@ -47,7 +48,8 @@ Rate limits (nio/client/async_client.py ``_send``, observed against Synapse):
     error does not reach the response callbacks. Default None retries forever.
   * Synapse defaults (rate_limits=True): 25 sequential messages took 80 s
     (about 9 pass, then one per ~5 s). After ``override_ratelimit`` the same
-    25 took 1.1 s. Synapse's sync returns only the last 10 timeline events per
+    25 took 1.1 s. Concurrent sends each retry on their own; all arrive, in
+    any order. Synapse's sync returns only the last 10 timeline events per
     room unless a filter raises the limit.
 """
 
@@ -202,22 +204,25 @@ class SynapseServer:
         """Generate a config, start Synapse and wait until clients can talk to it."""
         began = time.monotonic()
         self._dir = Path(tempfile.mkdtemp(prefix="synapse-test-"))
-        config_path = self._write_config()
-        console = open(self._dir / "console.log", "wb")  # noqa: SIM115 (owned by the child)
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "synapse.app.homeserver", "-c", str(config_path)],
-            cwd=self._dir,
-            stdout=console,
-            stderr=subprocess.STDOUT,
-        )
-        console.close()
         try:
+            self._spawn(self._write_config())
             self._wait_until_ready(began + START_TIMEOUT)
         except BaseException:
             self.stop()
             raise
         self.start_seconds = time.monotonic() - began
         logger.info("Synapse on %s ready in %.1f s", self.url, self.start_seconds)
+
+    def _spawn(self, config_path: Path) -> None:
+        """Run Synapse from this venv, its console output going to console.log."""
+        assert self._dir is not None
+        with open(self._dir / "console.log", "wb") as console:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "synapse.app.homeserver", "-c", str(config_path)],
+                cwd=self._dir,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+            )
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if Synapse lingers; remove the temp dir."""

@@ -23,11 +23,11 @@ from nio import (
     RoomSendResponse,
 )
 
-from .synapse_server import SynapseServer, synapse, synapse_fixture
+from .synapse_server import SynapseError, SynapseServer, synapse, synapse_fixture
 
 __all__ = ["synapse"]  # the imported fixture, used by name below
 
-# Default rc_message is 0.2/s after a burst of 10: 25 messages would take ~75 s.
+# Default rc_message is 0.2/s after a burst of 10: 25 messages took 80 s.
 # A faster refill keeps the same burst and 429 behaviour in a few seconds.
 synapse_ratelimited = synapse_fixture(
     rate_limits=True,
@@ -211,4 +211,28 @@ async def test_room_send_returns_error_once_max_limit_exceeded_is_used_up(
     errors = [r for r in results if isinstance(r, RoomSendError)]
     assert errors, "expected 429 after the burst of 10"
     assert errors[0].status_code == "M_LIMIT_EXCEEDED"
-    assert errors[0].retry_after_ms
+    assert errors[0].retry_after_ms is not None
+    assert errors[0].transport_response is not None
+    assert errors[0].transport_response.status == 429
+
+
+@pytest.mark.asyncio
+async def test_override_ratelimit_lifts_the_message_limit(
+    synapse_ratelimited: SynapseServer, new_client: Factory
+) -> None:
+    bot = await new_client(synapse_ratelimited, encryption_enabled=False, max_limit_exceeded=0)
+    resident = await new_client(synapse_ratelimited, encryption_enabled=False)
+    room_id = await _open_dm(bot, resident, encrypted=False)
+    _, admin_token, _ = synapse_ratelimited.register_user("admin", "secret", admin=True)
+
+    synapse_ratelimited.override_ratelimit(bot.user_id, admin_token)
+    results = await _send_all(bot, room_id, [f"tiedote {n}" for n in range(25)])
+
+    assert all(isinstance(r, RoomSendResponse) for r in results), results
+
+
+def test_start_failure_reports_the_synapse_log() -> None:
+    server = SynapseServer(config_overrides={"database": {"name": "no-such-engine"}})
+
+    with pytest.raises(SynapseError, match="no-such-engine"):
+        server.start()

@@ -1,0 +1,259 @@
+"""The Telegram adapter: python-telegram-bot's Application in, the core's Incoming/Reply across.
+
+It polls getUpdates by default, or serves a webhook when TELEGRAM_WEBHOOK_URL is set
+(the secret token is checked on every request). Updates become `Incoming` (see
+`telegram_incoming`); replies go out as escaped HTML, split under 4096 characters,
+with choices as inline buttons. Send errors become the core's RetryLater,
+RecipientGone and PermanentFailure. Nothing here knows a feature of the assistant.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import logging
+import secrets
+import warnings
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from urllib.parse import urlsplit
+
+from telegram import (
+    BotCommand,
+    InputFile,
+    LinkPreviewOptions,
+    Message,
+    ReplyParameters,
+    Update,
+)
+from telegram.constants import ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    ContextTypes,
+    ExtBot,
+    TypeHandler,
+)
+
+from adapters.telegram_format import escape, keyboard, split_text
+from adapters.telegram_incoming import PLATFORM, Me, incoming_from
+from adapters.telegram_queue import ChatOrderedProcessor, RecentUpdates
+from assistant.messages import Reply
+from assistant.platform import OnMessage, PermanentFailure, RecipientGone, RetryLater
+from assistant.settings import Settings
+
+logger = logging.getLogger(__name__)
+# Bot API URLs contain the token, and httpx logs every request URL at INFO.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+Menus = Mapping[str, Sequence[tuple[str, str]]]  # language ("" = default) -> (command, help)
+# Set while the adapter handles an update: sends made then are direct replies, which wait
+# out a 429 themselves; other sends (the outbox) get RetryLater and reschedule.
+_REPLYING: contextvars.ContextVar[bool] = contextvars.ContextVar("telegram_replying", default=False)
+
+
+class TelegramAdapter:
+    """One bot: `start(on_message)` begins polling or the webhook, `send()` answers."""
+
+    platform = PLATFORM
+
+    def __init__(self, settings: Settings, *, menus: Menus | None = None,
+                 dedupe: Callable[[str], bool] | None = None, rate_limits: bool = True,
+                 reply_retries: int = 3, poll_timeout: int = 10, poll_interval: float = 0.0,
+                 max_concurrent_updates: int = 256):
+        self.settings = settings
+        self.menus = dict(menus or {})
+        self.dedupe = dedupe or RecentUpdates().first_time
+        self.reply_retries = reply_retries
+        self.poll_timeout, self.poll_interval = poll_timeout, poll_interval
+        self.webhook_secret = settings.telegram_webhook_secret or secrets.token_urlsafe(32)
+        self.me = Me(0, "")
+        self._on_message: OnMessage | None = None
+        self.processor = ChatOrderedProcessor(max_concurrent_updates)
+        self.application = _build(settings, self.processor, rate_limits)
+
+    @property
+    def bot(self) -> ExtBot[None]:
+        return self.application.bot
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def start(self, on_message: OnMessage) -> None:
+        """Check the token (getMe), set the command menus, start taking updates; then return."""
+        self._on_message = on_message
+        app = self.application
+        app.add_handler(TypeHandler(Update, self._on_update))
+        app.add_error_handler(self._on_error)
+        await app.initialize()
+        self.me = Me.of(app.bot.bot)
+        await self._set_menus()
+        await app.start()
+        if self.settings.telegram_webhook_url:
+            await self._start_webhook()
+        else:
+            await self._start_polling()
+
+    async def stop(self) -> None:
+        """Stop taking updates, finish those under way, close the HTTP clients."""
+        app = self.application
+        if app.updater is not None and app.updater.running:
+            await app.updater.stop()
+        if app.running:
+            await app.stop()
+        await app.shutdown()
+
+    async def _start_polling(self) -> None:
+        assert self.application.updater is not None
+        await self.application.updater.start_polling(
+            poll_interval=self.poll_interval, timeout=self.poll_timeout,
+            allowed_updates=ALLOWED_UPDATES, bootstrap_retries=3,
+            error_callback=_polling_failed)
+        logger.info("Telegram: polling for updates as @%s", self.me.username)
+
+    async def _start_webhook(self) -> None:
+        assert self.application.updater is not None
+        url = self.settings.telegram_webhook_url
+        await self.application.updater.start_webhook(
+            listen=self.settings.telegram_webhook_listen, port=self.settings.telegram_webhook_port,
+            url_path=urlsplit(url).path or "/", webhook_url=url, secret_token=self.webhook_secret,
+            allowed_updates=ALLOWED_UPDATES, bootstrap_retries=3)
+        logger.info("Telegram: webhook listening on %s:%s", self.settings.telegram_webhook_listen,
+                    self.settings.telegram_webhook_port)
+
+    async def _set_menus(self) -> None:
+        """setMyCommands per language (Bot API: a language_code, or none for the default)."""
+        for language, entries in self.menus.items():
+            commands = [BotCommand(name, (description or name)[:256]) for name, description in entries]
+            try:
+                await self.bot.set_my_commands(commands, language_code=language or None)
+            except TelegramError as error:
+                logger.warning("Telegram: setting the %r command menu failed: %s",
+                               language, type(error).__name__)
+
+    # ------------------------------------------------------------- incoming
+
+    async def _on_update(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Every update passes here; nothing a resident sends may escape as an exception."""
+        if not isinstance(update, Update) or self._on_message is None:
+            return
+        _REPLYING.set(True)
+        try:
+            if not self.dedupe(str(update.update_id)):
+                logger.debug("Telegram: update %s seen before, skipped", update.update_id)
+                return
+            if update.callback_query is not None:
+                await self._settle_button(update)
+            incoming = incoming_from(update, self.me)
+            if incoming is not None:
+                await self._on_message(incoming)
+        except Exception:
+            logger.exception("Telegram: handling update %s failed", update.update_id)
+
+    async def _settle_button(self, update: Update) -> None:
+        """Stop the button's spinner, and remove the keyboard so it is not pressed twice."""
+        query = update.callback_query
+        assert query is not None
+        await _quietly(query.answer(), "answerCallbackQuery")
+        if isinstance(query.message, Message) and query.message.reply_markup is not None:
+            await _quietly(query.message.edit_reply_markup(reply_markup=None),
+                           "editMessageReplyMarkup")
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        logger.error("Telegram: %s in the update handler", type(context.error).__name__,
+                     exc_info=context.error)
+
+    # ------------------------------------------------------------- outgoing
+
+    async def send(self, chat_id: str, reply: Reply) -> str:
+        """Send `reply` (split if long, buttons on the last part); returns the last message id."""
+        retries = self.reply_retries if _REPLYING.get() else None
+        try:
+            return await self._send(chat_id, reply, retries)
+        except TelegramError as error:
+            raise platform_error(error) from error
+
+    async def _send(self, chat_id: str, reply: Reply, retries: int | None) -> str:
+        parts = split_text(reply.text)
+        markup = keyboard(reply.choices)
+        message_id = ""
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            message = await self.bot.send_message(
+                chat_id, escape(part), parse_mode=ParseMode.HTML,
+                reply_markup=markup if last else None, link_preview_options=NO_PREVIEW,
+                reply_parameters=_quote(chat_id, reply) if index == 0 else None,
+                rate_limit_args=retries)
+            message_id = str(message.message_id)
+        if reply.attachment_name:
+            document = InputFile(reply.attachment, filename=reply.attachment_name)
+            message = await self.bot.send_document(
+                chat_id, document, reply_markup=None if parts else markup, rate_limit_args=retries)
+            message_id = str(message.message_id)
+        return message_id
+
+
+def platform_error(error: TelegramError) -> Exception:
+    """The core's view of a Bot API error: wait and retry, stop sending, or give up."""
+    if isinstance(error, RetryAfter):
+        return RetryLater(_seconds(error), "Telegram flood limit")
+    if isinstance(error, Forbidden):  # blocked by the user, user deactivated, kicked
+        return RecipientGone(error.message)
+    if isinstance(error, ChatMigrated):  # the group became a supergroup with a new id
+        return RecipientGone(f"chat migrated to {error.new_chat_id}")
+    if isinstance(error, BadRequest):
+        if "chat not found" in error.message.lower():
+            return RecipientGone(error.message)
+        return PermanentFailure(error.message)
+    if isinstance(error, NetworkError):  # 5xx, timeouts, dropped connections
+        return RetryLater(5.0, type(error).__name__)
+    return PermanentFailure(type(error).__name__)
+
+
+def _build(settings: Settings, processor: ChatOrderedProcessor, rate_limits: bool) -> Application:
+    """The PTB Application pointed at TELEGRAM_API_URL (`{url}/bot<token>/<method>`)."""
+    api = settings.telegram_api_url.rstrip("/")
+    # Telegram: ~30 messages/s overall, 20/min per group. Retries are per call (see send).
+    limiter = AIORateLimiter(overall_max_rate=30 if rate_limits else 0,
+                             group_max_rate=20 if rate_limits else 0, max_retries=0)
+    return (ApplicationBuilder().token(settings.telegram_bot_token)
+            .base_url(f"{api}/bot").base_file_url(f"{api}/file/bot")
+            .rate_limiter(limiter).concurrent_updates(processor).job_queue(None)
+            .build())
+
+
+def _quote(chat_id: str, reply: Reply) -> ReplyParameters | None:
+    """In a group, answer as a reply to the resident's message so the thread stays readable."""
+    if reply.chat_id or not chat_id.startswith("-") or not reply.reply_to.isdigit():
+        return None
+    return ReplyParameters(message_id=int(reply.reply_to), allow_sending_without_reply=True)
+
+
+def _seconds(error: RetryAfter) -> float:
+    with warnings.catch_warnings():  # PTB warns that the int form will become a timedelta
+        warnings.simplefilter("ignore")
+        after = error.retry_after
+    return after.total_seconds() if isinstance(after, dt.timedelta) else float(after)
+
+
+def _polling_failed(error: TelegramError) -> None:
+    """PTB retries getUpdates with back-off; we only note it (the error text may hold a URL)."""
+    logger.warning("Telegram: getUpdates failed (%s); retrying", type(error).__name__)
+
+
+async def _quietly(call: Awaitable[object], method: str) -> None:
+    """Courtesy calls (answer a button, tidy a keyboard) must never stop the answer."""
+    try:
+        await call
+    except TelegramError as error:
+        logger.debug("Telegram: %s failed: %s", method, type(error).__name__)
