@@ -36,8 +36,8 @@ async def rig(assistant: Assistant):
         yield running
 
 
-def text_of(assistant: Assistant, language: str, key: str, **values: object) -> str:
-    return assistant.texts.get(language, key, **values).strip()
+def text_of(assistant: Assistant, lang: str, key: str, /, **values: object) -> str:
+    return assistant.texts.get(lang, key, **values).strip()
 
 
 # --------------------------------------------------------------- first contact, menus
@@ -143,7 +143,7 @@ async def test_a_resident_who_blocked_the_bot_is_marked_inactive(rig: TelegramRi
     rig.server.block(user["id"])
     rig.server.send_text(user, "Hei?")
     await eventually(lambda: not rig.resident(user).active)
-    assert rig.server.all_requests[-1]["status"] == 403
+    assert rig.server.requests_for("sendMessage")[-1]["status"] == 403
 
 
 async def test_a_burst_to_one_chat_arrives_whole_and_once_despite_429(assistant: Assistant) -> None:
