@@ -20,16 +20,22 @@ from .knowledge import KnowledgeBase, Topic
 from .messages import LANGUAGES
 
 ANSWER_AT = 0.55        # a topic this sure is answered
-SUGGEST_AT = 0.34       # below this, nothing is offered
+SUGGEST_AT = 0.3        # below this, nothing is offered
+LEAD_AT = 0.45           # a less sure topic is still answered when it is ...
+LEAD_RATIO = 2.5        # ... this many times as likely as the next one
 CLEAR_MARGIN = 0.02      # the best must lead the second by this much to be answered alone
 MAX_SUGGESTIONS = 3
 FUZZY_CUTOFF = 84       # rapidfuzz ratio for a misspelt word to count
 MIN_PART = 4            # shortest key accepted as part of a compound word
+MAX_EXTENSION = 4       # a derived word may add this many letters to a known stem
 MAX_CANDIDATES = 40     # topics re-ranked by phrasing similarity
 COVERAGE_WEIGHT = 0.6    # the rest is the closest phrasing's similarity
 TITLE_BONUS = 0.2        # a question that names the whole title leans to that topic
-UNKNOWN_WEIGHT = 0.8     # an unknown word weighs this share of the rarest key
+UNKNOWN_WEIGHT = 1.0     # an unknown word weighs this share of the rarest key
 PROMINENCE_WEIGHT = 0.2  # how much a key's share of the topic's phrasings matters
+FUZZY_WEIGHT = 0.7        # a misspelt match counts this much of an exact one
+SHORT_WORD = 4            # unknown words this short are mostly chat filler ...
+SHORT_WEIGHT = 0.6        # ... and weigh this share of a longer unknown word
 CHATTER_WORDS = 6         # beyond this many content words, unknown words weigh less
 PROMINENT_SHARE = 3.0    # a key in a third of the phrasings counts as fully prominent
 
@@ -127,10 +133,22 @@ class Matcher:
         exact = [_QueryKey(v, 1.0) for v in variants if v in self._postings]
         if exact:
             return exact
-        parts = self._compound_parts(variants[0])
+        parts = self._compound_parts(variants[0]) or self._derivations(variants)
         if parts:
             return parts
         return self._fuzzy(variants)
+
+    def _derivations(self, variants: tuple[str, ...]) -> list[_QueryKey]:
+        """Known keys that extend the word's stem a little ("kaavoit" -> "kaavoitus")."""
+        found: dict[str, float] = {}
+        for variant in variants:
+            if len(variant) < MIN_PART + 1:
+                continue
+            for k in self._by_head.get(variant[:MIN_PART], ()):
+                if k.startswith(variant) and len(k) - len(variant) <= MAX_EXTENSION:
+                    found[k] = max(found.get(k, 0.0), 0.9 - 0.05 * (len(k) - len(variant)))
+        best = sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))[:2]
+        return [_QueryKey(k, w) for k, w in best]
 
     def _compound_parts(self, word_key: str) -> list[_QueryKey]:
         """Keys that begin or end a compound word ("asukasiltaan" -> "asukasil")."""
@@ -156,13 +174,15 @@ class Matcher:
             cutoff = FUZZY_CUTOFF if len(variant) >= 6 else 88
             hit = process.extractOne(variant, self._vocabulary, scorer=fuzz.ratio, score_cutoff=cutoff)
             if hit and (best is None or hit[1] / 100 > best.weight):
-                best = _QueryKey(hit[0], hit[1] / 100)
+                best = _QueryKey(hit[0], FUZZY_WEIGHT * hit[1] / 100)
         return [best] if best else []
 
     def _rank(self, question: str, query: list[list[_QueryKey]]) -> list[tuple[str, float]]:
         # Long questions carry chatter around the point: each unknown word weighs less.
         unknown = self._unknown_mass * min(1.0, CHATTER_WORDS / max(len(query), 1))
-        word_mass = [max(self._idf.get(r.key, 0.0) for r in readings) or unknown for readings in query]
+        word_mass = [max(self._idf.get(r.key, 0.0) for r in readings)
+                     or unknown * (1.0 if len(readings[0].unknown) > SHORT_WORD else SHORT_WEIGHT)
+                     for readings in query]
         total = sum(word_mass)
         coverage: dict[str, float] = defaultdict(float)
         matched: dict[str, set[str]] = defaultdict(set)
@@ -205,7 +225,9 @@ def _decide(ranked: list[tuple[str, float]]) -> Match:
         return Match(None, best, scores=tuple(ranked[:5]))
     top_id, top = ranked[0]
     second = ranked[1][1] if len(ranked) > 1 else 0.0
-    if top >= ANSWER_AT and top - second >= CLEAR_MARGIN:
+    clear_winner = top >= ANSWER_AT and top - second >= CLEAR_MARGIN
+    far_ahead = top >= LEAD_AT and top >= LEAD_RATIO * second
+    if clear_winner or far_ahead:
         return Match(top_id, top, scores=tuple(ranked[:5]))
     close = tuple(tid for tid, s in ranked[:MAX_SUGGESTIONS] if s >= SUGGEST_AT and s >= top - 0.25)
     return Match(None, top, suggestions=close, scores=tuple(ranked[:5]))
