@@ -133,4 +133,4 @@ def _escaped_id(user_id: str) -> str:
 
 
 def _name_pattern(name: str) -> re.Pattern[str]:
-    return re.compile(rf"(?<![\w@]){re.escape(name)}(?![\w-])", re.IGNORECASE)
+    return re.compile(rf"(?<![\w@]){re.escape(name)}(?![\w-]|\.\w)", re.IGNORECASE)

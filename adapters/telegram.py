@@ -43,6 +43,7 @@ from telegram.ext import (
     TypeHandler,
 )
 
+from adapters.telegram_http import AiohttpRequest
 from adapters.telegram_format import escape, keyboard, split_text
 from adapters.telegram_incoming import PLATFORM, Me, incoming_from
 from adapters.telegram_queue import ChatOrderedProcessor, RecentUpdates
@@ -228,6 +229,7 @@ def _build(settings: Settings, processor: ChatOrderedProcessor, rate_limits: boo
                              group_max_rate=20 if rate_limits else 0, max_retries=0)
     return (ApplicationBuilder().token(settings.telegram_bot_token)
             .base_url(f"{api}/bot").base_file_url(f"{api}/file/bot")
+            .request(AiohttpRequest()).get_updates_request(AiohttpRequest(pool_size=1))
             .rate_limiter(limiter).concurrent_updates(processor).job_queue(None)
             .build())
 

@@ -58,6 +58,8 @@ async def answer_question(ctx: "Context", question: str) -> list[Reply]:
     answer = compose(ctx.assistant, question, ctx.language)
     if answer.topic_id is None:
         ctx.assistant.notify_unanswered(question, ctx.language)
+    else:
+        ctx.assistant.notify_answered(answer.topic_id, ctx.language)
     return ctx.say(answer.text, *answer.choices)
 
 

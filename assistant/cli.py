@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from . import logredact
 from .settings import Settings
+from .store.db import SchemaError
 
 logger = logging.getLogger(__name__)
 
@@ -19,12 +21,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    _configure_logging(settings.log_level if args.command in ("run", None) else "WARNING")
+    _configure_logging(settings.log_level if args.command in ("run", "worker", None) else "WARNING",
+                       secrets=(settings.telegram_bot_token, settings.telegram_webhook_secret,
+                                settings.matrix_access_token, settings.matrix_password))
     command = args.command or ("run" if settings.telegram_enabled or settings.matrix_enabled else "chat")
     try:
         return COMMANDS[command](settings, args)
     except KeyboardInterrupt:
         return 130
+    except SchemaError as error:
+        print(error, file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("chat", help="chat with the assistant in this terminal")
     sub.add_parser("run", help="run the configured platforms (terminal chat when none is)")
+    sub.add_parser("worker", help="send the outbox and run scheduled jobs, taking no messages")
+    db = sub.add_parser("db", help="database schema")
+    db.add_argument("db_command", choices=("upgrade", "current"),
+                    help="upgrade: run the migrations; current: the schema revision")
     ask = sub.add_parser("ask", help="answer one question, or every line of standard input")
     ask.add_argument("question", nargs="*", help="the question (default: read lines from stdin)")
     ask.add_argument("--json", action="store_true", help="one JSON object per question")
@@ -40,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     kb_sub = kb.add_subparsers(dest="kb_command", required=True)
     check = kb_sub.add_parser("check", help="validate every knowledge file")
     check.add_argument("--dir", type=Path, help="knowledge folder (default: KNOWLEDGE_DIR)")
+    export_kb = kb_sub.add_parser("export", help="write answers edited by chat into topic files")
+    export_kb.add_argument("--dir", type=Path, help="knowledge folder (default: KNOWLEDGE_DIR)")
     feedback = sub.add_parser("feedback", help="residents' feedback tools")
     feedback_sub = feedback.add_subparsers(dest="feedback_command", required=True)
     export = feedback_sub.add_parser("export", help="write every feedback item (Open311 field names)")
@@ -48,9 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, secrets: Sequence[str] = ()) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpcore", "nio", "apscheduler"):  # Bot API URLs hold the token
+    logredact.install(secrets)  # masks tokens in every record, whichever library logs it
+    # Bot API URLs hold the token; alembic announces its plugins at every start.
+    for noisy in ("httpx", "httpcore", "nio", "apscheduler", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -105,6 +120,10 @@ def cmd_ask(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_kb(settings: Settings, args: argparse.Namespace) -> int:
     from . import knowledge
 
+    if args.kb_command == "export":
+        from . import kb_export
+
+        return kb_export.run(settings, args)
     directory = args.dir or settings.knowledge_dir
     base, problems = knowledge.check(directory)
     for problem in problems:
@@ -122,4 +141,18 @@ def cmd_feedback(settings: Settings, args: argparse.Namespace) -> int:
     return feedback_export.run(settings, args)
 
 
-COMMANDS = {"chat": cmd_chat, "run": cmd_run, "ask": cmd_ask, "kb": cmd_kb, "feedback": cmd_feedback}
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from .runtime import run_worker
+
+    asyncio.run(run_worker(settings))
+    return 0
+
+
+def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
+    from .store import migrate
+
+    return migrate.run_cli(settings.database_url, args.db_command)
+
+
+COMMANDS = {"chat": cmd_chat, "run": cmd_run, "ask": cmd_ask, "kb": cmd_kb,
+            "feedback": cmd_feedback, "worker": cmd_worker, "db": cmd_db}

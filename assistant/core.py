@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Awaitable, Callable
 
-from . import answers, basics, commands, feedback, news, textnorm
+from . import admin, answers, basics, commands, feedback, flood, news, privacy, textnorm
 from .commands import CommandTable
 from .context import Context
 from .knowledge import KnowledgeBase, load
@@ -28,7 +28,8 @@ MAX_MESSAGE_CHARS = 4100  # a 4,000-character feedback text plus its command fit
 UNREAD_KINDS = {"sticker", "file", "photo", "voice", "audio", "video", "location", "contact",
                 "poll", "edit", "encrypted", "other"}
 FEATURES: list[Callable[["Assistant"], None]] = [basics.register, answers.register,
-                                                 feedback.register, news.register]
+                                                 feedback.register, news.register,
+                                                 privacy.register, admin.register]
 RoleResolver = Callable[[Incoming], set[str]]
 TextIntent = Callable[[Context, str], Awaitable["list[Reply] | None"]]  # None: not mine
 
@@ -44,9 +45,12 @@ class Assistant:
         self.texts = texts or Texts()
         self.residents = Residents(self.db)
         self.commands = CommandTable()
+        self.flood = flood.FloodGuard()  # tests swap in a clock or a higher limit
         self.role_resolvers: list[RoleResolver] = [self._owners]
         self.knowledge_overlays: list[Callable[[KnowledgeBase], KnowledgeBase]] = []
         self.unanswered_listeners: list[Callable[[str, str], None]] = []
+        self.answered_listeners: list[Callable[[str, str], None]] = []  # (topic id, language)
+        self.handled_listeners: list[Callable[[Incoming], None]] = []  # every message (metrics)
         self.text_intents: list[TextIntent] = []  # e.g. "haluan antaa palautetta" -> the form
         self._file_knowledge = knowledge or load(settings.knowledge_dir)
         self.knowledge = self._file_knowledge
@@ -76,6 +80,11 @@ class Assistant:
     async def handle(self, incoming: Incoming) -> list[Reply]:
         """Answer one message; never raises for anything a resident can send."""
         try:
+            for listener in self.handled_listeners:
+                listener(incoming)
+            flooded = flood.screen(self, incoming)
+            if flooded is not None:
+                return flooded
             return await self._handle(incoming)
         except Exception:
             logger.exception("handling a %s message failed", incoming.platform)
@@ -161,3 +170,7 @@ class Assistant:
     def notify_unanswered(self, text: str, language: str) -> None:
         for listener in self.unanswered_listeners:
             listener(text, language)
+
+    def notify_answered(self, topic_id: str, language: str) -> None:
+        for listener in self.answered_listeners:
+            listener(topic_id, language)

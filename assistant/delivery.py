@@ -3,7 +3,8 @@
 A batch is claimed (rows become "sending" with a short lease), split per chat, and
 the chats are served concurrently: one chat's rows go out in order, the platform's
 overall slots are handed out first come, first served. Each result is written the
-moment the platform answers, so a crash can repeat at most the sends under way.
+moment the platform answers (deliveries that end in the same event-loop turn share one
+transaction), so a crash can repeat at most the sends under way.
 A row that would have to wait long (a busy chat, a paused platform) is given back
 with its due time instead of holding its lease.
 """
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 SENT, RETRY, GONE, FAILED = "sent", "retry", "gone", "failed"
 BACKOFF_CAP_SECONDS = 300.0
+MAX_IDLE_SECONDS = 30.0
 UNLIMITED = RateLimit(per_second_global=None, per_chat_interval_seconds=0.0,
                       per_group_per_minute=None)
 
@@ -62,6 +64,7 @@ class Sender:
         self.limiters = {platform: PlatformLimiter((limits or {}).get(platform, UNLIMITED), clock)
                          for platform in self.adapters}
         self.results: Counter[str] = Counter()
+        self._delivered: list[int] = []
         self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
 
@@ -72,15 +75,18 @@ class Sender:
     async def run(self, stop_event: asyncio.Event) -> None:
         """Drain until `stop_event` is set; poll when idle, or sooner when woken."""
         logger.info("outbox sender %s started", self.worker_id)
+        failures = 0
         while not stop_event.is_set():
             self._wake.clear()
             try:
                 handled = await self.drain_once()
-            except Exception:
+                failures = 0
+            except Exception:  # the database is away: try again, less and less often
                 logger.exception("outbox drain failed")
-                handled = 0
+                handled, failures = 0, failures + 1
             if not handled:
-                await self._idle(stop_event)
+                await self._idle(stop_event, min(MAX_IDLE_SECONDS,
+                                                  self.poll_seconds * 2 ** failures))
         logger.info("outbox sender %s stopped", self.worker_id)
 
     async def drain_once(self) -> int:
@@ -89,11 +95,11 @@ class Sender:
                                  platforms=list(self.adapters))
         if not rows:
             return 0
-        # Stop starting sends well before the lease ends, leaving room for the last one.
-        deadline = self.clock() + self.lease_seconds / 2
+        started = self.clock()
         outcomes = await asyncio.gather(
-            *(self._send_chat(chat_rows, deadline) for chat_rows in _by_chat(rows)),
+            *(self._send_chat(chat_rows, started) for chat_rows in _by_chat(rows)),
             return_exceptions=True)
+        self._flush_sent()
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 logger.error("outbox chat task failed: %s", type(outcome).__name__,
@@ -101,23 +107,23 @@ class Sender:
         self._forget_idle_chats()
         return len(rows)
 
-    async def _idle(self, stop_event: asyncio.Event) -> None:
+    async def _idle(self, stop_event: asyncio.Event, seconds: float) -> None:
         waits = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop_event.wait())}
-        _, pending = await asyncio.wait(waits, timeout=self.poll_seconds,
+        _, pending = await asyncio.wait(waits, timeout=seconds,
                                         return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
 
     # one chat -------------------------------------------------------------
 
-    async def _send_chat(self, rows: list[OutboxRow], deadline: float) -> None:
+    async def _send_chat(self, rows: list[OutboxRow], started: float) -> None:
         """One chat's rows in order; the rest wait their turn in the outbox, or are dropped."""
         for index, row in enumerate(rows):
             outcome = ""
-            delay = await self._chat_turn(row, deadline)
+            delay = await self._chat_turn(row, started)
             if not delay:
                 async with self._slots:
-                    delay = await self._platform_turn(row, deadline)
+                    delay = await self._platform_turn(row, started)
                     if not delay:
                         outcome = await self._deliver(row)
             if delay:
@@ -127,19 +133,21 @@ class Sender:
                 self._drop(rows[index + 1:])
                 return
 
-    async def _chat_turn(self, row: OutboxRow, deadline: float) -> float:
-        """Wait for the chat's next slot; returns the delay instead when it is too long."""
+    async def _chat_turn(self, row: OutboxRow, started: float) -> float:
+        """Wait for the chat's next slot; returns the delay instead when it would hold the batch."""
         now = self.clock()
         wait = self.limiters[row.platform].chat_wait(row.chat_id, now)
-        if wait > self.max_chat_wait or now + wait > deadline:
+        if now + wait > started + self.max_chat_wait:
             return wait
         if wait > 0:
             await asyncio.sleep(wait)
         return 0.0
 
-    async def _platform_turn(self, row: OutboxRow, deadline: float) -> float:
+    async def _platform_turn(self, row: OutboxRow, started: float) -> float:
         """Take one of the platform's overall slots (in arrival order); 0 means send now."""
         limiter = self.limiters[row.platform]
+        # Start no send late in the lease: the send itself must end before it does.
+        deadline = started + self.lease_seconds / 2
         if limiter.limit.per_second_global is None:
             return await self._take_slot(limiter, row.chat_id, deadline)
         async with limiter.lock:
@@ -163,8 +171,10 @@ class Sender:
         assert row.id is not None
         reply = Reply(text=row.text, choices=row.choice_list())
         try:
-            await asyncio.wait_for(self.adapters[row.platform].send(row.chat_id, reply),
-                                   self.send_timeout)
+            # In this task (not wait_for's new one): the send starts in the turn its slot was
+            # taken, so a busy loop cannot bunch sends that were counted a second apart.
+            async with asyncio.timeout(self.send_timeout):
+                await self.adapters[row.platform].send(row.chat_id, reply)
         except RetryLater as exc:
             outcome = self._retry_later(row, exc)
         except RecipientGone as exc:
@@ -177,10 +187,25 @@ class Sender:
         except Exception as exc:  # 5xx, timeouts, bugs: back off, never log the text
             outcome = self._backoff(row, exc)
         else:
-            self.outbox.mark_sent(row.id)
+            self._record_sent(row.id)
             outcome = SENT
         self.results[outcome] += 1
         return outcome
+
+    def _record_sent(self, row_id: int) -> None:
+        """Group commit: deliveries that end in the same loop turn share one transaction."""
+        self._delivered.append(row_id)
+        if len(self._delivered) == 1:
+            asyncio.get_running_loop().call_soon(self._flush_sent)
+
+    def _flush_sent(self) -> None:
+        row_ids, self._delivered = self._delivered, []
+        if not row_ids:
+            return
+        try:
+            self.outbox.mark_sent_many(row_ids)
+        except Exception:  # they stay "sending" and go again after the lease: duplicates
+            logger.exception("recording %d deliveries failed", len(row_ids))
 
     def _retry_later(self, row: OutboxRow, exc: RetryLater) -> str:
         """The platform named the wait: honour it exactly, for the whole platform."""

@@ -100,7 +100,10 @@ async def reply(ctx: "Context", args: str) -> list[Reply]:
         key = "feedback_admin_already_closed" if existing else "feedback_admin_not_found"
         return ctx.reply(key, reference=reference)
     logger.info("feedback %s answered", reference)
-    resident = ctx.assistant.residents.by_id(item.resident_id) if item.resident_id else None
+    ctx.assistant.audit(ctx.incoming.address, "feedback.reply", reference, "", text)
+    if item.resident_id is None:  # the sender used /forget: stored, but nobody to deliver to
+        return ctx.reply("privacy_feedback_unreachable", reference=reference)
+    resident = ctx.assistant.residents.by_id(item.resident_id)
     if resident is None or not resident.active:
         return ctx.reply("feedback_admin_reply_stored", reference=reference)
     answer = ctx.assistant.texts.get(resident.language, "feedback_answer_to_resident",
@@ -117,6 +120,7 @@ async def close(ctx: "Context", reference: str) -> list[Reply]:
     if item is None:
         return ctx.reply("feedback_admin_not_found", reference=reference.upper())
     logger.info("feedback %s closed", item.reference)
+    ctx.assistant.audit(ctx.incoming.address, "feedback.close", item.reference, "", "closed")
     return ctx.reply("feedback_admin_closed", reference=item.reference)
 
 
@@ -137,22 +141,24 @@ def _describe(assistant: "Assistant", item: FeedbackItem, language: str, key: st
         return assistant.texts.get(language, name)
 
     district = district_name(assistant, item.district_id, language)
-    return assistant.texts.get(
+    text = assistant.texts.get(
         language, key, reference=item.reference, kind=t(f"feedback_kind_{item.kind}"),
         district=district or t("feedback_no_district"), status=t(f"feedback_status_{item.status}"),
         reply=t("feedback_yes" if item.reply_wanted else "feedback_no"),
         date=local_date(assistant, item), text=item.text)
+    return text if item.resident_id else text + "\n\n" + t("privacy_feedback_anonymous")
 
 
 def _list_line(ctx: "Context", item: FeedbackItem) -> str:
     district = district_name(ctx.assistant, item.district_id, ctx.language)
-    return ctx.t("feedback_admin_list_item", reference=item.reference,
+    line = ctx.t("feedback_admin_list_item", reference=item.reference,
                  date=local_date(ctx.assistant, item),
                  kind=ctx.t(f"feedback_kind_{item.kind}"),
                  district=district or ctx.t("feedback_no_district"),
                  status=ctx.t(f"feedback_status_{item.status}"),
                  reply=ctx.t("feedback_yes" if item.reply_wanted else "feedback_no"),
                  text=shorten(item.text, 200))
+    return line if item.resident_id else f"{line}\n[{ctx.t('privacy_feedback_anonymous_short')}]"
 
 
 # shown to residents and admins alike --------------------------------------

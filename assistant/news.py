@@ -53,7 +53,35 @@ async def news(ctx: "Context", args: str) -> list[Reply]:
         return ctx.reply("news_usage")
     if not target:
         return ctx.reply("news_target_unknown")
+    target = _within_scope(ctx, target)
+    if not target:
+        return _out_of_scope(ctx)
     return _draft(ctx, target, text, urgent)
+
+
+def _within_scope(ctx: "Context", target: "str | list[District]") -> "str | list[District] | None":
+    """What a moderator limited to some districts (`role_scopes`) may post to of `target`."""
+    if isinstance(target, str):
+        return target if _in_scope(ctx, target) else None
+    return [d for d in target if _in_scope(ctx, d.id)]
+
+
+def _in_scope(ctx: "Context", district_id: str) -> bool:
+    """Scoped moderators post in their districts and in those districts' city districts."""
+    scopes = ctx.assistant.role_scopes(ctx.incoming, ROLE)
+    if scopes is None:
+        return True
+    desk = news_desk(ctx.assistant)
+    district = desk.district(district_id)
+    return district_id in scopes or (district is not None
+                                     and desk.gazetteer.major_of(district).id in scopes)
+
+
+def _out_of_scope(ctx: "Context") -> list[Reply]:
+    desk = news_desk(ctx.assistant)
+    scopes = ctx.assistant.role_scopes(ctx.incoming, ROLE) or set()
+    names = ", ".join(sorted(desk.label(d, ctx.language) for d in scopes))
+    return ctx.reply("admin_news_out_of_scope", districts=names)
 
 
 def _draft(ctx: "Context", target: "str | list[District]", text: str, urgent: bool) -> list[Reply]:
@@ -135,6 +163,8 @@ def _choose_target(ctx: "Context", draft_id: int, district_id: str) -> list[Repl
     desk = news_desk(ctx.assistant)
     if desk.district(district_id) is None:
         return ctx.reply("choice_expired")
+    if not _in_scope(ctx, district_id):
+        return _out_of_scope(ctx)
     draft = desk.items.set_draft_district(draft_id, ctx.resident.id, district_id)
     return preview(ctx, draft) if draft else ctx.reply("news_draft_gone")
 
@@ -146,6 +176,8 @@ async def confirm(ctx: "Context", draft_id: int) -> list[Reply]:
     if published is None:
         return ctx.reply("news_draft_gone")
     item, audience = published
+    ctx.assistant.audit(ctx.incoming.address, "news.post", f"#{item.id} {item.district_id}", "",
+                        item.text)
     await wake_sender(ctx.assistant)
     return ctx.reply("news_sent", id=item.id, instant=audience.instant, digest=audience.digest,
                      channels=audience.channels)

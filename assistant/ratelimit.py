@@ -14,8 +14,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-# Keep a little below the limits: the platform stamps arrival, we stamp departure.
-SAFETY = 1.02
+# Keep a little below the limits: we count a message when its send starts, the platform
+# when it arrives, and a busy event loop or network can shift one against the other.
+MARGIN_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class SlidingWindow:
     """At most `limit` events in any `span` seconds."""
 
     def __init__(self, limit: int, span: float):
-        self.limit, self.span = max(1, int(limit)), span * SAFETY
+        self.limit, self.span = max(1, int(limit)), span + MARGIN_SECONDS
         self._times: deque[float] = deque()
 
     def wait(self, now: float) -> float:
@@ -98,7 +99,7 @@ class PlatformLimiter:
         if self._global is not None:
             self._global.record(now)
         if self.limit.per_chat_interval_seconds > 0:
-            self._chat_next[chat_id] = now + self.limit.per_chat_interval_seconds * SAFETY
+            self._chat_next[chat_id] = now + self.limit.per_chat_interval_seconds + MARGIN_SECONDS
         if self.limit.per_group_per_minute and is_group_chat(chat_id):
             window = self._groups.setdefault(
                 chat_id, SlidingWindow(int(self.limit.per_group_per_minute), 60.0))

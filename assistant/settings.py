@@ -69,6 +69,7 @@ class Settings:
     feed_poll_minutes: int = 30
     retention_days: int = 90
     metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -113,5 +114,6 @@ class Settings:
             feed_poll_minutes=int(get("FEED_POLL_MINUTES") or 30),
             retention_days=int(get("RETENTION_DAYS") or 90),
             metrics_port=int(get("METRICS_PORT") or 0),
+            metrics_host=get("METRICS_HOST") or "127.0.0.1",
             extra=dict(env),
         )

@@ -9,6 +9,7 @@ import pytest
 from assistant.core import Assistant
 from assistant.messages import Incoming, Reply
 from assistant.settings import Settings
+from tests.pg import fresh_postgres_url, postgres_cluster, postgres_url  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_KNOWLEDGE = Path(__file__).resolve().parent / "assistant" / "data" / "knowledge"
@@ -18,6 +19,14 @@ def make_settings(tmp_path: Path, **overrides: str) -> Settings:
     env = {"DATABASE_URL": f"sqlite:///{tmp_path}/test.db", "QUIET_HOURS": ""}
     env.update(overrides)
     return Settings.from_env(env)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a SQLite file, then a new database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/backend.db"
+    return request.getfixturevalue("fresh_postgres_url")
 
 
 @pytest.fixture

@@ -13,6 +13,19 @@ from sqlmodel import Session, SQLModel, create_engine
 
 logger = logging.getLogger(__name__)
 
+# Named constraints, so that migrations can alter them on SQLite too (batch mode needs names).
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class SchemaError(RuntimeError):
+    """The database's schema does not match this program; the message says what to do."""
+
 
 class Database:
     """Owns the engine; repositories open their sessions through `session()`."""
@@ -26,10 +39,13 @@ class Database:
         return self.engine.dialect.name == "sqlite"
 
     def create_all(self) -> None:
-        """Create every table the imported models declare (fresh databases, tests)."""
-        from . import models  # noqa: F401  (registers the tables)
+        """Create the schema on a new database; refuse one whose migrations are behind.
 
-        SQLModel.metadata.create_all(self.engine)
+        Raises `SchemaError` saying what to do (`python -m assistant db upgrade`).
+        """
+        from . import migrate
+
+        migrate.prepare(self)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

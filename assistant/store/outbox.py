@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Collection, Iterable, Iterator
 
 from sqlalchemy import Index, bindparam, case, delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 from sqlmodel import Field, Session, SQLModel
 
@@ -108,11 +107,8 @@ class Outbox:
 
     def add(self, session: Session, messages: Iterable[OutboxMessage]) -> int:
         """Insert in the caller's transaction; rows whose dedupe_key exists are skipped."""
-        connection = session.connection()
-        insert_chunk = _insert_postgresql if connection.dialect.name == "postgresql" else _insert_sqlite
-        now = self.clock()
-        return sum(insert_chunk(connection, chunk, now)
-                   for chunk in _chunks(messages, INSERT_CHUNK))
+        connection, now = session.connection(), self.clock()
+        return sum(_insert(connection, chunk, now) for chunk in _chunks(messages, INSERT_CHUNK))
 
     def enqueue(self, message: OutboxMessage) -> bool:
         """Enqueue one push in its own transaction; False when its dedupe_key existed."""
@@ -161,7 +157,7 @@ class Outbox:
         self.mark_sent_many([row_id])
 
     def mark_sent_many(self, row_ids: Collection[int]) -> None:
-        """Several deliveries in one transaction (a sender's group commit)."""
+        """Several deliveries recorded in one transaction."""
         if row_ids:
             now = self.clock()
             self._execute(_SENT, [{"row_id": i, "when": now} for i in row_ids])
@@ -225,10 +221,14 @@ class Outbox:
         return counts
 
     def delete_for_resident(self, resident_id: int) -> int:
-        """Privacy: a forgotten resident's rows go, whatever their state (they hold the chat id)."""
+        """Privacy: a forgotten resident's undelivered pushes (pending or sending) go now.
+
+        Finished rows stay until `prune_sent`, or go with the resident row (ON DELETE CASCADE).
+        """
         with self.db.engine.begin() as connection:
             return connection.execute(
-                delete(TABLE).where(TABLE.c.resident_id == resident_id)).rowcount
+                delete(TABLE).where(TABLE.c.resident_id == resident_id,
+                                    TABLE.c.status.in_(ACTIVE))).rowcount
 
     def prune_sent(self, older_than: dt.datetime) -> int:
         """Retention: finished rows (sent, failed, gone) created before `older_than`."""
@@ -240,35 +240,29 @@ class Outbox:
 
 INSERT_COLUMNS = ("dedupe_key", "platform", "chat_id", "resident_id", "news_item_id", "text",
                   "choices", "status", "attempts", "last_error", "not_before", "created_at")
-SQLITE_INSERT = (f"INSERT OR IGNORE INTO outbox ({', '.join(INSERT_COLUMNS)}) "
-                 f"VALUES ({', '.join('?' * len(INSERT_COLUMNS))})")
+_INTO = f"INTO outbox ({', '.join(INSERT_COLUMNS)})"
+SQLITE_INSERT = f"INSERT OR IGNORE {_INTO} VALUES ({', '.join('?' * len(INSERT_COLUMNS))})"
+POSTGRESQL_INSERT = (f"INSERT {_INTO} VALUES ({', '.join(['%s'] * len(INSERT_COLUMNS))}) "
+                     "ON CONFLICT (dedupe_key) DO NOTHING")
 
 
-def _insert_sqlite(connection: Connection, messages: list[OutboxMessage], now: dt.datetime) -> int:
+def _insert(connection: Connection, messages: list[OutboxMessage], now: dt.datetime) -> int:
     """Plain DB-API executemany: SQLAlchemy's per-value processing would cost most of the time.
 
     Timestamps go through the column type's own bind processor, so they are stored
-    exactly as SQLAlchemy stores and compares them. OR IGNORE skips existing
-    dedupe keys, and the summed rowcount counts only the rows really inserted.
+    exactly as SQLAlchemy stores and compares them. Existing dedupe keys are skipped
+    (OR IGNORE, ON CONFLICT DO NOTHING); sqlite3 and psycopg 3 both sum executemany's
+    rowcount, so it counts only the rows really inserted.
     """
-    stamp = TABLE.c.created_at.type.bind_processor(connection.dialect)
+    column_type = TABLE.c.created_at.type.dialect_impl(connection.dialect)
+    stamp = column_type.bind_processor(connection.dialect) or (lambda value: value)
     now_value = stamp(now)
     rows = [(m.dedupe_key, m.platform, m.chat_id, m.resident_id, m.news_item_id, m.text,
              _choices_json(m.choices), PENDING, 0, "",
              stamp(m.not_before) if m.not_before else now_value, now_value) for m in messages]
-    return connection.exec_driver_sql(SQLITE_INSERT, rows).rowcount
-
-
-def _insert_postgresql(connection: Connection, messages: list[OutboxMessage],
-                       now: dt.datetime) -> int:
-    """ON CONFLICT DO NOTHING; RETURNING counts the rows inserted (batched by SQLAlchemy)."""
-    rows = [{"dedupe_key": m.dedupe_key, "platform": m.platform, "chat_id": m.chat_id,
-             "resident_id": m.resident_id, "news_item_id": m.news_item_id, "text": m.text,
-             "choices": _choices_json(m.choices), "status": PENDING, "attempts": 0,
-             "last_error": "", "not_before": m.not_before or now, "created_at": now}
-            for m in messages]
-    stmt = pg_insert(TABLE).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    return len(connection.execute(stmt.returning(TABLE.c.id), rows).all())
+    sql = POSTGRESQL_INSERT if connection.dialect.name == "postgresql" else SQLITE_INSERT
+    return connection.exec_driver_sql(sql, rows,
+                                      execution_options={"preserve_rowcount": True}).rowcount
 
 
 def _choices_json(choices: tuple[Choice, ...]) -> str:

@@ -56,4 +56,5 @@ def _insert_new(connection: Connection, values: dict) -> bool:
         stmt = pg_insert(TABLE).values(**values).on_conflict_do_nothing()
     else:
         stmt = TABLE.insert().values(**values).prefix_with("OR IGNORE")
-    return connection.execute(stmt).rowcount == 1
+    # INSERT rowcounts survive only on request (psycopg closes the cursor early).
+    return connection.execute(stmt, execution_options={"preserve_rowcount": True}).rowcount == 1

@@ -1,4 +1,4 @@
-"""The sender: every row once, in order per chat, within limits; retries, gone and failed recorded."""
+"""The sender: each row once, in order per chat, within limits; retries, gone, failed."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from assistant.store.outbox import Outbox, OutboxMessage
 from assistant.store.residents import Residents
 from tests.assistant.test_outbox import T0, FakeTime
 from tests.fakes.recording_adapter import RecordingAdapter
+from tests.pg import fresh_postgres_url, postgres_cluster  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
@@ -118,6 +119,18 @@ async def test_a_chat_that_must_wait_long_gets_its_rows_back_for_later(db, outbo
     assert [(r.status, r.attempts) for r in waiting] == [("pending", 0), ("pending", 0)]
     assert all(r.not_before >= T0 + dt.timedelta(seconds=9) for r in waiting)
     assert await sender.drain_once() == 0
+
+
+async def test_a_chat_with_many_rows_does_not_hold_up_the_batch(db, outbox, adapter):
+    limit = RateLimit(per_second_global=None, per_chat_interval_seconds=0.2,
+                      per_group_per_minute=None)
+    for n in range(4):
+        enqueue(outbox, "a", f"a{n}")
+    sender = sender_for(db, outbox, adapter, {"telegram": limit}, max_chat_wait=0.3)
+    assert await sender.drain_once() == 4
+    assert adapter.texts() == ["a0", "a1"]
+    assert [(outbox.get(n).status, outbox.get(n).attempts) for n in (3, 4)] == [
+        ("pending", 0), ("pending", 0)]
 
 
 async def test_a_group_gets_at_most_its_messages_per_minute(db, outbox, adapter):
@@ -247,6 +260,20 @@ async def test_after_a_crash_unfinished_rows_are_sent_once_the_lease_expires(
     assert outbox.counts()["sent"] == 5
 
 
+async def test_a_delivery_that_cannot_be_recorded_stays_leased_for_a_resend(
+        db, outbox, adapter, clock, caplog):
+    enqueue(outbox, "a", "a0")
+
+    def broken(row_ids):
+        raise RuntimeError("disk full")
+
+    outbox.mark_sent_many = broken
+    sender = sender_for(db, outbox, adapter)
+    assert await sender.drain_once() == 1
+    assert outbox.get(1).status == "sending"
+    assert "recording 1 deliveries failed" in caplog.text
+
+
 async def test_rows_for_a_platform_without_adapter_stay_pending(db, outbox, adapter):
     enqueue(outbox, "!room:example.org", "m0", platform="matrix")
     enqueue(outbox, "a", "a0")
@@ -301,6 +328,28 @@ async def test_run_keeps_going_after_a_failed_drain(db, outbox, adapter, caplog)
     await asyncio.wait_for(task, timeout=2)
     assert adapter.texts() == ["a0"]
     assert "outbox drain failed" in caplog.text
+
+
+async def test_a_mixed_batch_on_postgresql(fresh_postgres_url: str, clock):
+    db = Database(fresh_postgres_url)
+    db.create_all()
+    outbox, adapter = Outbox(db, clock=clock), RecordingAdapter("telegram")
+    anna, _ = Residents(db).get_or_create("telegram", "anna", "chat-anna", "fi")
+    for n in range(3):
+        enqueue(outbox, f"chat{n}", f"m{n}")
+    enqueue(outbox, "chat-anna", "a0", resident_id=anna.id)
+    enqueue(outbox, "chat-anna", "a1", resident_id=anna.id)
+    adapter.fail("chat-anna", RecipientGone())
+    adapter.fail("chat1", RetryLater(5))
+    sender = sender_for(db, outbox, adapter)
+    assert await drain(sender) == 5
+    assert outbox.counts() == {"pending": 1, "sending": 0, "sent": 2, "failed": 0, "gone": 2}
+    assert Residents(db).by_id(anna.id).active is False
+    clock.advance(5)
+    sender.limiters["telegram"].paused_until = 0
+    assert await drain(sender) == 1
+    assert sorted(adapter.texts()) == ["m0", "m1", "m2"]
+    db.dispose()
 
 
 def test_sliding_window_never_exceeds_its_count():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from assistant.messages import Choice
 from assistant.store.db import Database
 from assistant.store.outbox import Outbox, OutboxMessage, OutboxRow
 from assistant.store.residents import Resident, Residents
+from tests.pg import fresh_postgres_url, postgres_cluster  # noqa: F401  (fixtures)
 
 T0 = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -32,9 +32,17 @@ class FakeTime:
         self.now += dt.timedelta(seconds=seconds)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test runs on a SQLite file and on a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/outbox.db"
+    return request.getfixturevalue("fresh_postgres_url")
+
+
 @pytest.fixture
-def db(tmp_path: Path) -> Database:
-    database = Database(f"sqlite:///{tmp_path}/outbox.db")
+def db(database_url: str) -> Database:
+    database = Database(database_url)
     database.create_all()
     yield database
     database.dispose()
@@ -122,6 +130,16 @@ def test_claim_waits_for_not_before(outbox: Outbox, clock: FakeTime):
     assert outbox.claim("w", 10, 30) == []
     clock.advance(1)
     assert [r.id for r in outbox.claim("w", 10, 30)] == [1]
+
+
+def test_a_row_is_due_at_exactly_its_not_before(outbox: Outbox, db: Database):
+    add(outbox, [message(1, not_before=T0 + dt.timedelta(seconds=5))])
+    assert outbox.claim("w", 10, 30, now=T0 + dt.timedelta(seconds=5)) != []
+    with db.engine.connect() as connection:  # stored as SQLAlchemy itself stores timestamps
+        raw = connection.exec_driver_sql("SELECT not_before, created_at FROM outbox").one()
+    assert outbox.get(1).created_at == T0
+    if db.is_sqlite:
+        assert raw[1] == "2025-03-01 12:00:00.000000"
 
 
 def test_claim_takes_back_rows_of_an_expired_lease_only(outbox: Outbox, clock: FakeTime):
@@ -233,13 +251,14 @@ def make_resident(db: Database, name: str) -> Resident:
     return resident
 
 
-def test_delete_for_resident_removes_their_rows_only(outbox: Outbox, db: Database):
+def test_delete_for_resident_removes_their_undelivered_rows_only(outbox: Outbox, db: Database):
     anna, ben = make_resident(db, "anna"), make_resident(db, "ben")
     add(outbox, [message(1, resident_id=anna.id), message(2, resident_id=anna.id),
-                 message(3, resident_id=ben.id)])
+                 message(3, resident_id=anna.id), message(4, resident_id=ben.id)])
+    first, second = outbox.claim("w", 2, 30)
+    outbox.mark_sent(first.id)
     assert outbox.delete_for_resident(anna.id) == 2
-    with db.session() as session:
-        assert [r.resident_id for r in session.exec(select(OutboxRow))] == [ben.id]
+    assert statuses(db) == {1: "sent", 4: "pending"}
 
 
 def test_deleting_a_resident_deletes_their_rows(outbox: Outbox, db: Database):
@@ -281,21 +300,22 @@ def test_claim_on_postgresql_locks_with_skip_locked():
     assert "FOR UPDATE SKIP LOCKED" in sql and "RETURNING" in sql
 
 
-@pytest.mark.skipif(not os.environ.get("TEST_POSTGRES_URL"),
-                    reason="set TEST_POSTGRES_URL=postgresql+psycopg://... to run against PostgreSQL")
-def test_add_and_claim_on_postgresql():
-    db = Database(os.environ["TEST_POSTGRES_URL"])
+def test_concurrent_claimers_on_postgresql_skip_each_others_rows(fresh_postgres_url: str):
+    db = Database(fresh_postgres_url)
     db.create_all()
     outbox = Outbox(db)
-    with db.engine.begin() as connection:
-        connection.exec_driver_sql("DELETE FROM outbox")
-    assert add(outbox, [message(1), message(2), message(3)]) == 3
-    assert add(outbox, [message(3), message(4)]) == 1
-    first = outbox.claim("w1", 2, 30)
-    second = outbox.claim("w2", 10, 30)
-    assert {r.id for r in first}.isdisjoint({r.id for r in second})
-    assert len(first) + len(second) == 4
-    outbox.mark_retry(first[0].id, 5, "x")
-    outbox.release([first[1].id], outbox.clock())
-    assert outbox.counts()["pending"] == 2
+    assert add(outbox, [message(n) for n in range(1, 401)]) == 400
+    claimed: list[list[int]] = [[], []]
+
+    def worker(index: int) -> None:
+        while rows := outbox.claim(f"w{index}", 7, 30):
+            claimed[index].extend(r.id for r in rows)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not set(claimed[0]) & set(claimed[1])
+    assert set(claimed[0]) | set(claimed[1]) == set(range(1, 401))
     db.dispose()

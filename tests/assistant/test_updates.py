@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from pathlib import Path
 
 import pytest
 from sqlmodel import select
 
 from assistant.store.db import Database
 from assistant.store.updates import ProcessedUpdate, Updates
+from tests.assistant.test_outbox import database_url  # noqa: F401  (fixture: SQLite and PostgreSQL)
+from tests.pg import fresh_postgres_url, postgres_cluster  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Database:
-    database = Database(f"sqlite:///{tmp_path}/updates.db")
+def db(database_url: str) -> Database:
+    database = Database(database_url)
     database.create_all()
     yield database
     database.dispose()
@@ -68,3 +69,4 @@ def test_prune_forgets_old_updates_only(db: Database):
     assert updates.prune(older_than=now - dt.timedelta(days=2)) == 1
     assert updates.first_time("telegram", 1) is True
     assert updates.first_time("telegram", 2) is False
+
