@@ -307,7 +307,10 @@ class MatrixAdapter:
         room = self.client.rooms.get(room_id)
         if room is not None:
             return room
-        joined = await self.client.joined_rooms()
+        try:
+            joined = await self.client.joined_rooms()
+        except (ClientError, TimeoutError) as error:
+            raise RetryLater(5.0, describe(error)) from error
         if isinstance(joined, JoinedRoomsResponse) and room_id not in joined.rooms:
             raise RecipientGone("the bot is not in this room")
         raise RetryLater(2.0, "Matrix: room not synced yet")

@@ -21,6 +21,7 @@ from nio import (
 )
 
 from adapters.matrix_format import file_content, mimetype_of, notice_content
+from adapters.matrix_incoming import is_group
 from assistant.messages import Reply
 from assistant.platform import PermanentFailure, RecipientGone, RetryLater
 
@@ -40,7 +41,7 @@ class RoomSender:
         event_id = ""
         if reply.text or reply.choices:
             # In a group, answer as a reply to the question so the thread stays readable.
-            quote = reply.reply_to if room.member_count > 2 and not reply.chat_id else ""
+            quote = reply.reply_to if is_group(room) and not reply.chat_id else ""
             event_id = await self._deliver(room.room_id, notice_content(reply, quote), patient)
         if reply.attachment_name:
             content = await self._upload(room, reply)

@@ -25,8 +25,6 @@ from .texts import Texts
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 4100  # a 4,000-character feedback text plus its command fits
-UNREAD_KINDS = {"sticker", "file", "photo", "voice", "audio", "video", "location", "contact",
-                "poll", "edit", "encrypted", "other"}
 FEATURES: list[Callable[["Assistant"], None]] = [basics.register, answers.register,
                                                  feedback.register, news.register,
                                                  privacy.register, admin.register]
@@ -99,7 +97,9 @@ class Assistant:
 
     async def _route(self, ctx: Context) -> list[Reply]:
         incoming = ctx.incoming
-        if incoming.kind in UNREAD_KINDS or incoming.kind != "text":
+        if incoming.kind == "encrypted":
+            return ctx.reply("encrypted_unreadable")
+        if incoming.kind != "text":
             return ctx.reply("unsupported_content")
         if len(incoming.text) > MAX_MESSAGE_CHARS:
             return ctx.reply("message_too_long", limit=MAX_MESSAGE_CHARS)
@@ -129,8 +129,9 @@ class Assistant:
         """Find or create the resident and settle the language of this reply."""
         hint = incoming.language_hint[:2].lower()
         first_language = hint if hint in LANGUAGES else self.settings.default_language
+        private_chat = None if incoming.group else incoming.chat_id
         resident, _ = self.residents.get_or_create(
-            incoming.platform, incoming.user_id, incoming.chat_id, first_language)
+            incoming.platform, incoming.user_id, private_chat, first_language)
         language = resident.language
         is_command = commands.parse(incoming.text) is not None
         if not resident.language_chosen and incoming.text and not incoming.choice and not is_command:

@@ -57,19 +57,24 @@ class Residents:
     def __init__(self, db: Database):
         self.db = db
 
-    def get_or_create(self, platform: str, platform_id: str, chat_id: str,
+    def get_or_create(self, platform: str, platform_id: str, chat_id: str | None,
                       language: str) -> tuple[Resident, bool]:
-        """The resident for this platform id; created on first contact. True when new."""
+        """The resident for this platform id; created on first contact. True when new.
+
+        `chat_id` None (a message in a group) keeps the resident's private chat as it
+        was: pushes and private answers must never move into a shared room.
+        """
         with self.db.session() as session:
             resident = session.exec(select(Resident).where(
                 Resident.platform == platform, Resident.platform_id == platform_id)).first()
             if resident is not None:
+                chat_id = resident.chat_id if chat_id is None else chat_id
                 if resident.chat_id != chat_id or not resident.active:
                     resident.chat_id, resident.active = chat_id, True
                     session.add(resident)
                 return resident, False
             resident = Resident(platform=platform, platform_id=platform_id,
-                                chat_id=chat_id, language=language)
+                                chat_id=chat_id or "", language=language)
             session.add(resident)
             session.flush()
             return resident, True

@@ -123,3 +123,15 @@ async def test_resident_survives_restart(settings, chat_factory, tmp_path):
 async def test_handle_never_raises(sample_assistant):
     replies = await sample_assistant.handle(Incoming(platform="x", user_id="", chat_id="", text="\ud800"))
     assert replies and replies[0].text
+
+
+async def test_message_in_a_group_keeps_the_private_chat_for_pushes(sample_assistant):
+    from assistant.store.residents import Resident
+
+    private = Incoming(platform="telegram", user_id="7", chat_id="7", text="/start")
+    group = Incoming(platform="telegram", user_id="7", chat_id="-1001", text="/help", group=True)
+    await sample_assistant.handle(private)
+    await sample_assistant.handle(group)
+    with sample_assistant.db.session() as session:
+        resident = session.exec(select(Resident)).one()
+    assert resident.chat_id == "7"

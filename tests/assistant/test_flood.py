@@ -122,7 +122,7 @@ async def test_owners_are_not_flood_limited(bot, clock, chat_factory):
 
 
 UNREAD_KINDS = ["sticker", "file", "photo", "voice", "audio", "video", "location", "contact",
-                "poll", "edit", "encrypted", "other", "something-new"]
+                "poll", "edit", "other", "something-new"]
 
 
 async def test_unread_content_gets_a_short_polite_answer(bot, chat_factory):
@@ -131,6 +131,12 @@ async def test_unread_content_gets_a_short_polite_answer(bot, chat_factory):
         [reply] = await chat.send("", kind=kind)
         assert reply.text == bot.texts.get("en", "unsupported_content"), kind
         assert not reply.chat_id and not reply.choices, kind
+
+
+async def test_unreadable_encrypted_message_is_named_as_such(bot, chat_factory):
+    chat = chat_factory(bot, language_hint="en")
+    [reply] = await chat.send("", kind="encrypted")
+    assert reply.text == bot.texts.get("en", "encrypted_unreadable")
 
 
 async def test_edited_text_is_not_read_as_a_new_message(bot, chat_factory):

@@ -12,13 +12,14 @@ import pytest
 from sqlmodel import select
 
 from assistant.delivery import Sender
-from assistant.joblock import run_once
+from assistant.joblock import once, run_once
 from assistant.store import migrate
 from assistant.store.db import Database
 from assistant.store.feedback import FeedbackItem, FeedbackStore
 from assistant.store.news import NewsItem, NewsItems, Subscriptions
 from assistant.store.outbox import Outbox, OutboxMessage, OutboxRow
 from assistant.store.residents import Resident, Residents
+from tests import pg
 from tests.fakes.recording_adapter import RecordingAdapter
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone.utc)
@@ -225,6 +226,25 @@ def test_a_job_that_ran_recently_elsewhere_is_skipped_on_postgresql(db: Database
         assert due
 
 
+async def test_a_scheduled_job_runs_in_one_worker_per_firing(db: Database, database_url: str):
+    ran: list[int] = []
+
+    def job_of(worker: int):
+        async def poll() -> None:
+            ran.append(worker)
+            await asyncio.sleep(0.05)  # the other worker fires meanwhile
+        return poll
+
+    engines = [Database(database_url) for _ in range(2)]
+    jobs = [once(engine, "poll_feeds", job_of(n), min_interval=60) for n, engine in
+            enumerate(engines)]
+    await asyncio.gather(*(job() for job in jobs))
+    await jobs[1]()  # a later firing within min_interval
+    for engine in engines:
+        engine.dispose()
+    assert len(ran) == (3 if db.is_sqlite else 1)
+
+
 # schema ---------------------------------------------------------------------------
 
 def test_db_upgrade_from_empty_matches_the_models(database_url: str):
@@ -243,3 +263,9 @@ def test_db_upgrade_from_empty_matches_the_models(database_url: str):
 def test_a_new_database_is_created_as_the_newest_revision(db: Database):
     assert migrate.current(db) == migrate.head()
     assert migrate.differences(db) == []
+
+
+def test_missing_postgresql_fails_the_tests_with_what_to_do(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(pg, "find_bindir", lambda: None)
+    with pytest.raises(pytest.fail.Exception, match="scripts/test-services.sh"):
+        pg.start_cluster()
