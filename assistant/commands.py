@@ -24,18 +24,37 @@ ROLES = ("owner", "editor", "moderator")
 
 @dataclass(frozen=True)
 class Command:
-    """One chat command. `role` None means anyone; otherwise the role that may use it."""
+    """One chat command. `role` None means anyone; otherwise the role (or any of the roles)
+    that may use it. Owners may use every command."""
 
     name: str
     handler: Handler
     help_key: str = ""
     aliases: tuple[str, ...] = ()
-    role: str | None = None
+    role: str | tuple[str, ...] | None = None
     hidden: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
         return (self.name, *self.aliases)
+
+
+def private_only(handler: Handler) -> Handler:
+    """Wraps a handler that shows or changes one resident's own data: never in a group."""
+
+    async def guarded(ctx: "Context", args: str) -> list["Reply"]:
+        if ctx.incoming.group:
+            return ctx.reply("private_chat_only")
+        return await handler(ctx, args)
+
+    guarded.__doc__ = handler.__doc__
+    return guarded
+
+
+def allowed(role: str | tuple[str, ...] | None, roles: set[str]) -> bool:
+    """May someone holding `roles` use a command that needs `role`?"""
+    needed = (role,) if isinstance(role, str) else role
+    return needed is None or "owner" in roles or bool(roles.intersection(needed))
 
 
 @dataclass(frozen=True)
@@ -76,8 +95,7 @@ class CommandTable:
 
     def visible(self, roles: set[str]) -> list[Command]:
         """Commands shown in /help to someone holding `roles`."""
-        return [c for c in self._commands
-                if not c.hidden and (c.role is None or c.role in roles or "owner" in roles)]
+        return [c for c in self._commands if not c.hidden and allowed(c.role, roles)]
 
     def all(self) -> list[Command]:
         return list(self._commands)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .commands import allowed
 from .messages import Choice, Incoming, Reply
 from .store.residents import Resident
 
@@ -35,9 +36,9 @@ class Context:
         """A one-message answer whose text is already composed."""
         return [Reply(text, choices=tuple(choices), reply_to=self.incoming.message_id)]
 
-    def has_role(self, role: str | None) -> bool:
-        """Owners may do everything; others need the named role."""
-        return role is None or "owner" in self.roles or role in self.roles
+    def has_role(self, role: str | tuple[str, ...] | None) -> bool:
+        """Owners may do everything; others need the named role (or one of them)."""
+        return allowed(role, self.roles)
 
     @property
     def is_admin(self) -> bool:

@@ -167,7 +167,7 @@ class _Reader:
     def read(self) -> list[District]:
         try:
             data = yaml.load(self.path.read_text(encoding="utf-8"), Loader=_LineLoader)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
             raise GazetteerError(f"{self.path}: cannot read the district file: {exc}") from exc
         majors = data.get("major_districts") if isinstance(data, dict) else None
         if not isinstance(majors, list) or not majors:

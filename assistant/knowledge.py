@@ -145,7 +145,7 @@ def _load_file(path: Path) -> tuple[Topic | None, list[Problem]]:
     try:
         text = path.read_text(encoding="utf-8")
         root = yaml.compose(text)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", -1) + 1
         return None, [Problem(str(path), line, f"cannot read YAML: {exc.__class__.__name__}")]
     if not isinstance(root, yaml.MappingNode):

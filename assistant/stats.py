@@ -6,8 +6,9 @@ import datetime as dt
 import logging
 from typing import TYPE_CHECKING
 
-from . import commands
 from .commands import Command
+
+STATS_ROLES = ("moderator", "editor")
 from .curation import language_name, local_today
 from .messages import Reply
 from .store.admin import QuestionCounts, Statistics
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ROLES = ("moderator", "editor")
 DAYS = 7
 TOP_DISTRICTS = 15
 
@@ -30,7 +30,7 @@ def register(assistant: "Assistant") -> None:
     assistant.unanswered_listeners.append(lambda text, language: count(assistant, False))
     # Two roles may read it, and a command takes one role: the handler checks, /help omits it.
     assistant.commands.add(Command("stats", stats, "admin_help_stats",
-                                   aliases=("tilastot", "statistik"), hidden=True))
+                                   aliases=("tilastot", "statistik"), role=STATS_ROLES))
 
 
 def count(assistant: "Assistant", answered: bool) -> None:
@@ -42,9 +42,6 @@ def count(assistant: "Assistant", answered: bool) -> None:
 
 
 async def stats(ctx: "Context", args: str) -> list[Reply]:
-    if not any(ctx.has_role(role) for role in ROLES):  # what the core answers to residents
-        parsed = commands.parse(ctx.incoming.text)
-        return ctx.reply("unknown_command", command=(parsed.name if parsed else "stats")[:32])
     statistics: Statistics = ctx.assistant.statistics
     parts = [ctx.t("admin_stats_title"), _residents(ctx, statistics),
              _subscribers(ctx, statistics), _feedback(ctx, statistics), _questions(ctx)]

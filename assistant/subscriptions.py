@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from .commands import Command
+from .commands import Command, private_only
 from .messages import Choice, Reply
 from .newsdesk import news_desk
 
@@ -22,13 +22,13 @@ MAX_CANDIDATES = 8
 
 def register(assistant: "Assistant") -> None:
     table = assistant.commands
-    table.add(Command("subscribe", subscribe, "news_help_subscribe",
+    table.add(Command("subscribe", private_only(subscribe), "news_help_subscribe",
                       aliases=("tilaa", "prenumerera")))
-    table.add(Command("unsubscribe", unsubscribe, "news_help_unsubscribe",
+    table.add(Command("unsubscribe", private_only(unsubscribe), "news_help_unsubscribe",
                       aliases=("peruta", "avsluta")))
-    table.add(Command("subscriptions", list_subscriptions, "news_help_subscriptions",
+    table.add(Command("subscriptions", private_only(list_subscriptions), "news_help_subscriptions",
                       aliases=("tilaukset", "prenumerationer")))
-    table.add(Command("digest", digest, "news_help_digest", aliases=("kooste", "sammandrag")))
+    table.add(Command("digest", private_only(digest), "news_help_digest", aliases=("kooste", "sammandrag")))
     table.on_choice("sub", subscribe_to)
     table.on_choice("unsub", unsubscribe_from)
     table.on_choice("newsmode", choose_mode)

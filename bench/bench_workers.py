@@ -155,7 +155,7 @@ class Bench:
             started = time.perf_counter()
             procs = [spawn("_worker", env=env) for _ in range(workers)]
             victim = self._kill_halfway(db, port, rows, procs[0]) if kill else None
-            self._wait_until_sent(db, rows, timeout=120 + (LEASE_SECONDS if kill else 0))
+            self._wait_until_sent(db, rows, timeout=900 + (LEASE_SECONDS if kill else 0))
             wall = time.perf_counter() - started
             stats = get_json(f"http://127.0.0.1:{port}/_fake/stats")
             counts = get_json(f"http://127.0.0.1:{counts_port}/counts")

@@ -110,9 +110,10 @@ def _as_owner(command: list[str], check: bool = True) -> None:
 
 def _owned_folder() -> Path:
     """A temporary folder the server's OS user owns (pytest's tmp folders are root-only)."""
-    folder = Path(tempfile.mkdtemp(prefix="asukasbotti-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres", "postgres")
+    if os.geteuid() != 0:
+        return Path(tempfile.mkdtemp(prefix="asukasbotti-pg-"))
+    folder = Path(tempfile.mkdtemp(prefix="asukasbotti-pg-", dir="/tmp"))  # not a root-only TMPDIR
+    shutil.chown(folder, "postgres", "postgres")
     return folder
 
 

@@ -182,3 +182,17 @@ async def test_forgetting_a_resident_removes_their_subscriptions(chat):
     with chat.assistant.db.session() as session:
         assert session.exec(select(Subscription)).all() == []
         assert session.exec(select(DeliveryPreference)).all() == []
+
+
+async def test_subscription_commands_stay_out_of_group_chats(assistant):
+    from assistant.messages import Incoming
+
+    for text in ("/subscribe Tapiola", "/subscriptions", "/unsubscribe all", "/digest 18"):
+        replies = await assistant.handle(Incoming(platform="telegram", user_id="5", chat_id="-100",
+                                                  text=text, group=True))
+        assert [r.text for r in replies] == [assistant.texts.get("fi", "private_chat_only")]
+    with assistant.db.session() as session:
+        from sqlmodel import select
+
+        from assistant.store.news import Subscription
+        assert session.exec(select(Subscription)).all() == []
