@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Audits the pinned dependencies in ./.venv for known vulnerabilities with pip-audit.
-#   bash scripts/audit-deps.sh        (CI runs it after the tests)
+#   bash scripts/audit-deps.sh        (CI runs it before the tests)
 #
 # Exit status: 1 when a vulnerability is found; 0 otherwise. When the vulnerability
 # service cannot be reached (no internet, a package mirror without PyPI's per-version
@@ -8,7 +8,7 @@
 #
 # pip-audit lives in its own small venv (inside .venv, so git ignores it and removing
 # .venv removes it), so its own dependencies neither change nor join the audited set.
-# It reads the versions installed in .venv (`pip freeze`) and checks each pinned
+# It reads the versions pinned in constraints.txt (what ./dev installs) and checks each pinned
 # version as is (--no-deps --disable-pip: nothing is resolved or downloaded).
 #
 # Settings (environment): AUDIT_SERVICE=pypi|osv (default pypi: PyPI's JSON API,
@@ -40,7 +40,7 @@ if [ ! -x "$TOOL/bin/pip-audit" ] || ! "$TOOL/bin/pip-audit" --version 2>/dev/nu
   fi
 fi
 
-.venv/bin/python -m pip freeze --exclude-editable --disable-pip-version-check > "$WORK/requirements.txt"
+grep '==' constraints.txt > "$WORK/requirements.txt"  # the pinned set that ./dev installs
 count=$(grep -c '==' "$WORK/requirements.txt" || true)
 
 # One quick request first: an unreachable service would otherwise cost a timeout per package.
