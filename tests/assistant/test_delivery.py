@@ -18,7 +18,6 @@ from assistant.store.outbox import Outbox, OutboxMessage
 from assistant.store.residents import Residents
 from tests.assistant.test_outbox import T0, FakeTime
 from tests.fakes.recording_adapter import RecordingAdapter
-from tests.pg import fresh_postgres_url, postgres_cluster  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

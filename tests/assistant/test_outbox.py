@@ -14,7 +14,6 @@ from assistant.messages import Choice
 from assistant.store.db import Database
 from assistant.store.outbox import Outbox, OutboxMessage, OutboxRow
 from assistant.store.residents import Resident, Residents
-from tests.pg import fresh_postgres_url, postgres_cluster  # noqa: F401  (fixtures)
 
 T0 = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
 
