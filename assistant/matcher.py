@@ -21,8 +21,6 @@ from .messages import LANGUAGES
 
 ANSWER_AT = 0.55        # a topic this sure is answered
 SUGGEST_AT = 0.3        # below this, nothing is offered
-LEAD_AT = 0.45           # a less sure topic is still answered when it is ...
-LEAD_RATIO = 2.5        # ... this many times as likely as the next one
 CLEAR_MARGIN = 0.02      # the best must lead the second by this much to be answered alone
 MAX_SUGGESTIONS = 3
 FUZZY_CUTOFF = 84       # rapidfuzz ratio for a misspelt word to count
@@ -31,7 +29,7 @@ MAX_EXTENSION = 4       # a derived word may add this many letters to a known st
 MAX_CANDIDATES = 40     # topics re-ranked by phrasing similarity
 COVERAGE_WEIGHT = 0.6    # the rest is the closest phrasing's similarity
 TITLE_BONUS = 0.2        # a question that names the whole title leans to that topic
-UNKNOWN_WEIGHT = 1.0     # an unknown word weighs this share of the rarest key
+UNKNOWN_WEIGHT = 1.3     # an unknown word weighs this share of the rarest key
 PROMINENCE_WEIGHT = 0.2  # how much a key's share of the topic's phrasings matters
 FUZZY_WEIGHT = 0.7        # a misspelt match counts this much of an exact one
 SHORT_WORD = 4            # unknown words this short are mostly chat filler ...
@@ -225,9 +223,7 @@ def _decide(ranked: list[tuple[str, float]]) -> Match:
         return Match(None, best, scores=tuple(ranked[:5]))
     top_id, top = ranked[0]
     second = ranked[1][1] if len(ranked) > 1 else 0.0
-    clear_winner = top >= ANSWER_AT and top - second >= CLEAR_MARGIN
-    far_ahead = top >= LEAD_AT and top >= LEAD_RATIO * second
-    if clear_winner or far_ahead:
+    if top >= ANSWER_AT and top - second >= CLEAR_MARGIN:
         return Match(top_id, top, scores=tuple(ranked[:5]))
     close = tuple(tid for tid, s in ranked[:MAX_SUGGESTIONS] if s >= SUGGEST_AT and s >= top - 0.25)
     return Match(None, top, suggestions=close, scores=tuple(ranked[:5]))
