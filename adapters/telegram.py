@@ -43,8 +43,8 @@ from telegram.ext import (
     TypeHandler,
 )
 
-from adapters.telegram_http import AiohttpRequest
 from adapters.telegram_format import escape, keyboard, split_text
+from adapters.telegram_http import AiohttpRequest
 from adapters.telegram_incoming import PLATFORM, Me, incoming_from
 from adapters.telegram_queue import ChatOrderedProcessor, RecentUpdates
 from assistant.messages import Reply
@@ -65,14 +65,18 @@ _REPLYING: contextvars.ContextVar[bool] = contextvars.ContextVar("telegram_reply
 
 
 class TelegramAdapter:
-    """One bot: `start(on_message)` begins polling or the webhook, `send()` answers."""
+    """One bot: `start(on_message)` begins polling or the webhook, `send()` answers.
+
+    `max_concurrent_updates` is kept low on purpose: the core is CPU-bound (matching,
+    SQLite), so more updates at once only add latency until replies time out.
+    """
 
     platform = PLATFORM
 
     def __init__(self, settings: Settings, *, menus: Menus | None = None,
                  dedupe: Callable[[str], bool] | None = None, rate_limits: bool = True,
                  reply_retries: int = 3, poll_timeout: int = 10, poll_interval: float = 0.0,
-                 max_concurrent_updates: int = 256):
+                 max_concurrent_updates: int = 32):
         self.settings = settings
         self.menus = dict(menus or {})
         self.dedupe = dedupe or RecentUpdates().first_time
@@ -85,7 +89,7 @@ class TelegramAdapter:
         self.application = _build(settings, self.processor, rate_limits)
 
     @property
-    def bot(self) -> ExtBot[None]:
+    def bot(self) -> ExtBot[int]:
         return self.application.bot
 
     # ------------------------------------------------------------- lifecycle
@@ -135,7 +139,7 @@ class TelegramAdapter:
     async def _set_menus(self) -> None:
         """setMyCommands per language (Bot API: a language_code, or none for the default)."""
         for language, entries in self.menus.items():
-            commands = [BotCommand(name, (description or name)[:256]) for name, description in entries]
+            commands = [BotCommand(name, (text or name)[:256]) for name, text in entries]
             try:
                 await self.bot.set_my_commands(commands, language_code=language or None)
             except TelegramError as error:

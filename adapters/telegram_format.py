@@ -1,4 +1,4 @@
-"""Turns a plain-text `Reply` into Telegram messages: escaped HTML, split under the limit, buttons."""
+"""Turns a plain-text `Reply` into Telegram messages: escaped HTML, split to fit, buttons."""
 
 from __future__ import annotations
 

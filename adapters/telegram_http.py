@@ -9,7 +9,6 @@ their messages never carry the URL, which contains the bot token.
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 
 import aiohttp
@@ -66,7 +65,7 @@ class AiohttpRequest(BaseRequest):
             async with self._session.request(method, url, data=_body(request_data),
                                              timeout=timeout) as response:
                 return response.status, await response.read()
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as error:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as error:
             raise TimedOut(f"aiohttp.{type(error).__name__}") from error
         except aiohttp.ClientError as error:
             raise NetworkError(f"aiohttp.{type(error).__name__}") from error

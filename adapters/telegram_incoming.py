@@ -31,7 +31,7 @@ class Me:
     username: str
 
     @classmethod
-    def of(cls, bot_user: User) -> "Me":
+    def of(cls, bot_user: User) -> Me:
         return cls(bot_user.id, bot_user.username or "")
 
 
@@ -79,7 +79,8 @@ def from_callback(query: CallbackQuery) -> Incoming | None:
                     group=message.chat.type in GROUP_TYPES)
 
 
-def _incoming(message: Message, text: str = "", kind: str = "text", group: bool = False) -> Incoming:
+def _incoming(message: Message, text: str = "", kind: str = "text",
+              group: bool = False) -> Incoming:
     user = message.from_user
     assert user is not None
     return Incoming(platform=PLATFORM, user_id=str(user.id), chat_id=str(message.chat.id),
@@ -114,7 +115,8 @@ def strip_bot_name(text: str, me: Me) -> str:
     """'/help@espoo_bot x' -> '/help x'; '@espoo_bot how do I...' -> 'how do I...'."""
     if not me.username:
         return text
-    text = re.sub(rf"^(/[A-Za-z0-9_]+)@{re.escape(me.username)}\b", r"\1", text, flags=re.I)
+    name = re.escape(me.username)
+    text = re.sub(rf"^(/[A-Za-z0-9_]+)@{name}\b", r"\1", text, flags=re.IGNORECASE)
     text = re.sub(r"[ \t]{2,}", " ", _mention(me).sub("", text))
     return text.strip().lstrip(",:;").strip()
 
@@ -125,4 +127,4 @@ def replies_to_me(message: Message, me: Me) -> bool:
 
 
 def _mention(me: Me) -> re.Pattern[str]:
-    return re.compile(rf"(?<![\w@])@{re.escape(me.username)}(?!\w)", re.I)
+    return re.compile(rf"(?<![\w@])@{re.escape(me.username)}(?!\w)", re.IGNORECASE)

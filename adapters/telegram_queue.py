@@ -1,4 +1,4 @@
-"""How incoming Telegram updates are taken in: once each, concurrently across chats, in order within one."""
+"""How Telegram updates are taken in: once each, chats concurrently, one chat in order."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class ChatOrderedProcessor(BaseUpdateProcessor):
     chat has updates in flight, so memory does not grow with the number of residents.
     """
 
-    def __init__(self, max_concurrent_updates: int = 256):
+    def __init__(self, max_concurrent_updates: int = 32):
         super().__init__(max_concurrent_updates)
         self._chats: dict[int, _ChatTurn] = {}
 

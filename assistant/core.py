@@ -19,7 +19,7 @@ from .matcher import Matcher
 from .messages import LANGUAGES, Incoming, Reply
 from .settings import Settings
 from .store.db import Database
-from .store.residents import Residents
+from .store.residents import Flow, Residents
 from .texts import Texts
 
 logger = logging.getLogger(__name__)
@@ -52,11 +52,10 @@ class Assistant:
         self.text_intents: list[TextIntent] = []  # e.g. "haluan antaa palautetta" -> the form
         self._file_knowledge = knowledge or load(settings.knowledge_dir)
         self.knowledge = self._file_knowledge
-        self.matcher = Matcher(self.knowledge)
         self.languages = LanguageGuesser(self.knowledge)
         for register in FEATURES:
             register(self)
-        self.reload_knowledge()
+        self.reload_knowledge()  # builds the matcher once every feature's overlay is in
 
     def reload_knowledge(self) -> None:
         """Re-apply chat edits (revisions, added phrasings) over the curated files."""
@@ -91,11 +90,13 @@ class Assistant:
 
     async def _handle(self, incoming: Incoming) -> list[Reply]:
         ctx = self.context_for(incoming)
-        replies = await self._route(ctx)
-        self._remember_choices(ctx, replies)
+        flow, offered = self.residents.snapshot(ctx.resident.id)
+        replies = await self._route(ctx, flow, offered)
+        self._remember_choices(ctx, replies, offered)
         return replies
 
-    async def _route(self, ctx: Context) -> list[Reply]:
+    async def _route(self, ctx: Context, flow: Flow | None,
+                     offered: list[tuple[str, str]]) -> list[Reply]:
         incoming = ctx.incoming
         if incoming.kind == "encrypted":
             return ctx.reply("encrypted_unreadable")
@@ -109,12 +110,11 @@ class Assistant:
         parsed = commands.parse(text)
         if parsed is not None:
             return await self._dispatch_command(ctx, parsed)
-        picked = self._typed_choice(ctx, text)
+        picked = _typed_choice(offered, text)
         if picked:
             return await self._dispatch_choice(ctx, picked)
         if not textnorm.normalise(text):
             return ctx.reply("empty_message")
-        flow = self.residents.flow(ctx.resident.id)
         if flow is not None:
             handler = self.commands.flow_handler(flow.name)
             if handler is not None:
@@ -151,21 +151,12 @@ class Assistant:
         handler, argument = found
         return await handler(ctx, argument)
 
-    def _typed_choice(self, ctx: Context, text: str) -> str | None:
-        """A number or label typed in answer to numbered options (Matrix, console)."""
-        offered = self.residents.offered_choices(ctx.resident.id)
-        if not offered or not text:
-            return None
-        if text.isdigit() and 1 <= int(text) <= len(offered):
-            return offered[int(text) - 1][1]
-        lowered = text.casefold()
-        return next((value for label, value in offered if label.casefold() == lowered), None)
-
-    def _remember_choices(self, ctx: Context, replies: list[Reply]) -> None:
+    def _remember_choices(self, ctx: Context, replies: list[Reply],
+                          before: list[tuple[str, str]]) -> None:
         """Keep the options of the last reply to this chat, so a typed number can pick one."""
         own = [r for r in replies if not r.chat_id]
         offered = [(c.label, c.value) for c in own[-1].choices] if own else []
-        if offered or self.residents.offered_choices(ctx.resident.id):
+        if offered or before:
             self.residents.set_offered_choices(ctx.resident.id, offered)
 
     def notify_unanswered(self, text: str, language: str) -> None:
@@ -175,3 +166,13 @@ class Assistant:
     def notify_answered(self, topic_id: str, language: str) -> None:
         for listener in self.answered_listeners:
             listener(topic_id, language)
+
+
+def _typed_choice(offered: list[tuple[str, str]], text: str) -> str | None:
+    """A number or label typed in answer to numbered options (Matrix, console)."""
+    if not offered or not text:
+        return None
+    if text.isdigit() and 1 <= int(text) <= len(offered):
+        return offered[int(text) - 1][1]
+    lowered = text.casefold()
+    return next((value for label, value in offered if label.casefold() == lowered), None)

@@ -132,6 +132,9 @@ class Sender:
             if outcome == GONE:
                 self._drop(rows[index + 1:])
                 return
+            if outcome == RETRY:  # the chat's later rows must not overtake this one
+                self._hold_behind(row, rows[index + 1:])
+                return
 
     async def _chat_turn(self, row: OutboxRow, started: float) -> float:
         """Wait for the chat's next slot; returns the delay instead when it would hold the batch."""
@@ -252,6 +255,14 @@ class Sender:
 
     def _give_back(self, rows: list[OutboxRow], delay: float) -> None:
         due = self.outbox.clock() + dt.timedelta(seconds=delay)
+        self.outbox.release([r.id for r in rows if r.id is not None], due)
+        self.results["deferred"] += len(rows)
+
+    def _hold_behind(self, retried: OutboxRow, rows: list[OutboxRow]) -> None:
+        """Give rows back due with the retried one; claims order by (due, id), so they follow it."""
+        assert retried.id is not None
+        current = self.outbox.get(retried.id)
+        due = current.not_before if current is not None else self.outbox.clock()
         self.outbox.release([r.id for r in rows if r.id is not None], due)
         self.results["deferred"] += len(rows)
 

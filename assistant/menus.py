@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 MAX_DESCRIPTION = 256  # Telegram's BotCommand limit
 
 
-def command_menus(assistant: "Assistant") -> dict[str, list[tuple[str, str]]]:
+def command_menus(assistant: Assistant) -> dict[str, list[tuple[str, str]]]:
     """{language: [(command, help line)]} for fi, sv, en, and "" (the default language).
 
     Only commands anyone may use are listed; the canonical names are used, as
@@ -23,7 +23,7 @@ def command_menus(assistant: "Assistant") -> dict[str, list[tuple[str, str]]]:
     return menus
 
 
-def _menu(assistant: "Assistant", language: str) -> list[tuple[str, str]]:
+def _menu(assistant: Assistant, language: str) -> list[tuple[str, str]]:
     entries = []
     for command in assistant.commands.visible(set()):
         help_line = assistant.texts.get(language, command.help_key) if command.help_key else ""

@@ -1,7 +1,7 @@
 """Telegram adapter benchmark, run by hand (never by pytest):
 
     .venv/bin/python bench/bench_telegram.py [--messages 3000] [--residents 1000]
-                                             [--memory-residents 10000] [--port 8081]
+                                             [--memory-residents 10000] [--core echo]
 
 The fake Bot API server runs in its own process (`python -m tests.fakes.telegram_server`),
 so the adapter gets a CPU of its own. Updates are handed to PTB's update queue the way
@@ -13,7 +13,7 @@ shipped knowledge base, and sendMessage over HTTP with rate limits off.
 2. one message from each of --memory-residents residents: peak RSS of this process.
 
 `--core echo` replaces the assistant with a fixed reply, to tell the adapter's own cost
-(PTB, httpx, this adapter) from the core's (matching, SQLite).
+(PTB, its aiohttp backend, this adapter) from the core's (matching, SQLite).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import json
 import logging
 import os
 import resource
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,10 +41,12 @@ from adapters.telegram import TelegramAdapter  # noqa: E402
 from assistant.core import Assistant  # noqa: E402
 from assistant.menus import command_menus  # noqa: E402
 from assistant.messages import Choice, Incoming, Reply  # noqa: E402
+from assistant.platform import PermanentFailure, RecipientGone, RetryLater  # noqa: E402
 from assistant.router import Router  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
 from assistant.store.updates import Updates  # noqa: E402
 
+logger = logging.getLogger("bench_telegram")
 TOKEN = "123456789:TEST-espoo-token"
 TEXTS = ["/start", "Miten teen kuntalaisaloitteen?", "hur ger jag respons till staden",
          "How can I vote in the municipal elections?", "/help", "missä on asukasilta",
@@ -75,12 +79,24 @@ def stats(port: int) -> dict:
         return json.load(answer)
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def start_server(port: int, chats: int) -> subprocess.Popen:
+    """The fake server in a process of its own; refuses a port someone else's server holds."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise RuntimeError(f"port {port} is taken (another benchmark?); try --port 0")
     server = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.telegram_server", "--port", str(port),
          "--chats", str(chats), "--token", TOKEN],
-        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE)
+        cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL)
     for _ in range(200):
+        if server.poll() is not None:
+            raise RuntimeError("the fake Telegram server exited")
         try:
             stats(port)
             return server
@@ -109,7 +125,10 @@ class EchoRouter:
     async def on_message(self, incoming: Incoming) -> None:
         reply = Reply(f"Kiitos viestistäsi ({len(incoming.text)} merkkiä).",
                       (Choice("Kyllä", "yes:1"), Choice("Ei", "no:1")))
-        await self.adapter.send(incoming.chat_id, reply)
+        try:
+            await self.adapter.send(incoming.chat_id, reply)
+        except (RetryLater, PermanentFailure, RecipientGone) as error:
+            logger.warning("echo not sent: %r", error)  # as the router does
 
 
 class Counter:
@@ -120,9 +139,11 @@ class Counter:
         self.changed = asyncio.Event()
 
     async def on_message(self, incoming: Incoming) -> None:
-        await self.router.on_message(incoming)
-        self.done += 1
-        self.changed.set()
+        try:
+            await self.router.on_message(incoming)
+        finally:
+            self.done += 1
+            self.changed.set()
 
     async def wait(self) -> None:
         self.changed.clear()
@@ -208,11 +229,13 @@ def main() -> None:
     parser.add_argument("--residents", type=int, default=1000)
     parser.add_argument("--memory-residents", type=int, default=10_000)
     parser.add_argument("--backlog", type=int, default=500, help="most updates queued unhandled")
-    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--port", type=int, default=0, help="the fake server's; 0 picks a free one")
     parser.add_argument("--core", choices=("full", "echo"), default="full",
                         help="echo: a fixed reply instead of the assistant (adapter cost alone)")
     args = parser.parse_args()
+    args.port = args.port or free_port()
     logging.basicConfig(level=logging.WARNING)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so `finally` stops the server
     asyncio.run(run(args))
 
 

@@ -7,6 +7,7 @@ so history and undo are reads and one flag; the audit log is append-only.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, or_, update
@@ -87,10 +88,28 @@ class QuestionCount(SQLModel, table=True):
 
 
 class Roles:
-    """Who holds which role where."""
+    """Who holds which role where.
+
+    Every message asks for the sender's roles, and almost nobody has one: the set of
+    role holders is kept in memory (refreshed after HOLDERS_TTL seconds, at once after a
+    change made here), so a resident's message costs no query. A grant made by another
+    process takes effect here within HOLDERS_TTL.
+    """
+
+    HOLDERS_TTL = 30.0
 
     def __init__(self, db: Database):
         self.db = db
+        self._holders: set[tuple[str, str]] | None = None
+        self._holders_read_at = 0.0
+
+    def _is_holder(self, platform: str, platform_id: str) -> bool:
+        now = time.monotonic()
+        if self._holders is None or now - self._holders_read_at > self.HOLDERS_TTL:
+            with self.db.session() as session:
+                rows = session.exec(select(Role.platform, Role.platform_id)).all()
+            self._holders, self._holders_read_at = {tuple(r) for r in rows}, now
+        return (platform, platform_id) in self._holders
 
     def grant(self, platform: str, platform_id: str, role: str, district_id: str | None,
               granted_by: str) -> bool:
@@ -105,7 +124,8 @@ class Roles:
                 return False
             session.add(Role(platform=platform, platform_id=platform_id, role=role,
                              district_id=district_id, granted_by=granted_by))
-            return True
+        self._holders = None
+        return True
 
     def revoke(self, platform: str, platform_id: str, role: str | None = None,
                district_id: str | None = None) -> list[Role]:
@@ -119,9 +139,12 @@ class Roles:
             rows = list(session.exec(query).all())
             for row in rows:
                 session.delete(row)
-            return rows
+        self._holders = None
+        return rows
 
     def of(self, platform: str, platform_id: str) -> list[Role]:
+        if not self._is_holder(platform, platform_id):
+            return []
         with self.db.session() as session:
             return list(session.exec(select(Role).where(
                 Role.platform == platform, Role.platform_id == platform_id)).all())
@@ -275,28 +298,52 @@ class AuditLog:
 
 
 class QuestionCounts:
-    """Daily counters of answered and unanswered questions."""
+    """Daily counters of answered and unanswered questions.
+
+    Counts gather in memory and are written every FLUSH_EVERY questions or
+    FLUSH_SECONDS, and before any read here: a count per message would cost a write
+    per message. A crash loses at most the counts not yet written; they are statistics.
+    """
+
+    FLUSH_EVERY = 50
+    FLUSH_SECONDS = 30.0
 
     def __init__(self, db: Database):
         self.db = db
+        self._pending: dict[tuple[dt.date, str], int] = {}
+        self._flushed_at = time.monotonic()
 
     def bump(self, day: dt.date, answered: bool) -> None:
-        """Add one to the day's count; the row is created by the first question of the day."""
+        """Count one question for `day`."""
         column = "answered" if answered else "unanswered"
-        for _ in range(3):  # two first questions of a day may race to create the row
+        self._pending[(day, column)] = self._pending.get((day, column), 0) + 1
+        if (sum(self._pending.values()) >= self.FLUSH_EVERY
+                or time.monotonic() - self._flushed_at > self.FLUSH_SECONDS):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the gathered counts; a day's row is created by its first count."""
+        pending, self._pending = self._pending, {}
+        self._flushed_at = time.monotonic()
+        for (day, column), amount in pending.items():
+            self._add(day, column, amount)
+
+    def _add(self, day: dt.date, column: str, amount: int) -> None:
+        for _ in range(3):  # two processes' first counts of a day may race to create the row
             try:
                 with self.db.session() as session:
                     bumped = session.execute(update(QuestionCount).where(
                         col(QuestionCount.day) == day).values(
-                        {column: getattr(QuestionCount, column) + 1}))
+                        {column: getattr(QuestionCount, column) + amount}))
                     if bumped.rowcount == 0:
-                        session.add(QuestionCount(day=day, **{column: 1}))
+                        session.add(QuestionCount(day=day, **{column: amount}))
                 return
             except IntegrityError:
                 continue
 
     def since(self, first_day: dt.date) -> tuple[int, int]:
         """(answered, unanswered) from `first_day` on."""
+        self.flush()
         with self.db.session() as session:
             answered, unanswered = session.exec(select(
                 func.coalesce(func.sum(QuestionCount.answered), 0),

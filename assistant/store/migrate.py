@@ -6,6 +6,10 @@ running every migration. A database whose revision is older is refused until
 `python -m assistant db upgrade` has run. A database created before migrations
 existed (tables, no revision) is adopted by `db upgrade` when its tables match
 the models. On PostgreSQL an advisory lock makes concurrent starts take turns.
+
+Start-up does not import Alembic (it costs a fresh process a few hundred
+milliseconds): the newest revision is read from the version files, and the version
+table is Alembic's, written with plain SQL. Everything else uses Alembic itself.
 """
 
 from __future__ import annotations
@@ -18,18 +22,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
-from sqlalchemy import MetaData, inspect, text
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, delete, inspect
+from sqlalchemy import insert, select, text
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
 from .db import Database, SchemaError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +41,12 @@ SCRIPT_LOCATION = Path(__file__).resolve().parent.parent / "migrations"
 VERSIONS = SCRIPT_LOCATION / "versions"
 OUT_OF_DATE = "database schema is out of date: run `python -m assistant db upgrade`"
 SCHEMA_LOCK_KEY = 0x61_73_75_6B_61_73_00_01  # "asukas" + 1: one schema change at a time
+# Alembic's own version table, as Alembic creates it.
+VERSION_TABLE = Table("alembic_version", MetaData(),
+                      Column("version_num", String(32), nullable=False),
+                      PrimaryKeyConstraint("version_num", name="alembic_version_pkc"))
+_REVISION = re.compile(r"^revision\b[^=\n]*=\s*['\"]([^'\"]+)['\"]", re.M)
+_DOWN_REVISION = re.compile(r"^down_revision\b[^=\n]*=(.*)$", re.M)
 
 
 def target_metadata() -> MetaData:
@@ -62,8 +72,10 @@ def _render_item(kind: str, obj: Any, _context: Any) -> str | bool:
     return False
 
 
-def alembic_config(connection: Connection | None = None, url: str = "") -> Config:
+def alembic_config(connection: Connection | None = None, url: str = "") -> "Config":
     """Alembic's configuration without an alembic.ini (nothing read from the working folder)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(SCRIPT_LOCATION))
     config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
@@ -73,14 +85,29 @@ def alembic_config(connection: Connection | None = None, url: str = "") -> Confi
     return config
 
 
-@lru_cache(maxsize=1)
-def _scripts() -> ScriptDirectory:
-    return ScriptDirectory.from_config(alembic_config())
-
-
 def head() -> str | None:
     """The newest revision this program knows."""
-    return _scripts().get_current_head()
+    _, heads = _history(SCRIPT_LOCATION / "versions")
+    if len(heads) > 1:
+        raise SchemaError(f"the migrations have several heads {', '.join(heads)}: merge them "
+                          "into one revision")
+    return heads[0] if heads else None
+
+
+@lru_cache(maxsize=4)
+def _history(versions: Path) -> tuple[frozenset[str], tuple[str, ...]]:
+    """Every revision in the version files, and the heads (revisions nothing revises)."""
+    known: set[str] = set()
+    revised: set[str] = set()
+    for path in versions.glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        revision, down = _REVISION.search(source), _DOWN_REVISION.search(source)
+        if revision is None:
+            continue
+        known.add(revision.group(1))
+        if down is not None:
+            revised.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)))
+    return frozenset(known), tuple(sorted(known - revised))
 
 
 # reading the database ---------------------------------------------------------
@@ -88,7 +115,7 @@ def head() -> str | None:
 def current(db: Database) -> str | None:
     """The database's revision (None: new, or created before migrations)."""
     with db.engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        return _revision(connection)
 
 
 def _has_tables(connection: Connection) -> bool:
@@ -102,9 +129,17 @@ def differences(db: Database) -> list[Any]:
 
 
 def _differences(connection: Connection) -> list[Any]:
-    options = configure_options(connection.dialect.name)
-    context = MigrationContext.configure(connection, opts={"compare_type": options["compare_type"]})
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
     return list(compare_metadata(context, target_metadata()))
+
+
+def _revision(connection: Connection) -> str | None:
+    if not inspect(connection).has_table(VERSION_TABLE.name):
+        return None
+    return connection.execute(select(VERSION_TABLE.c.version_num)).scalar()
 
 
 # changing it ------------------------------------------------------------------
@@ -143,7 +178,7 @@ def prepare(db: Database) -> None:
         if not _has_tables(connection):
             _create(connection)
             return
-        revision = MigrationContext.configure(connection).get_current_revision()
+        revision = _revision(connection)
         if revision != head():
             raise SchemaError(_mismatch(revision))
 
@@ -151,16 +186,23 @@ def prepare(db: Database) -> None:
 def _create(connection: Connection) -> None:
     """The tables as the models declare them, stamped as the newest revision."""
     target_metadata().create_all(connection)
-    MigrationContext.configure(connection).stamp(_scripts(), "head")
+    _stamp(connection, head())
     logger.info("created the database schema (revision %s)", head())
+
+
+def _stamp(connection: Connection, revision: str | None) -> None:
+    """Record `revision` in the version table, as `alembic stamp` does."""
+    VERSION_TABLE.create(connection, checkfirst=True)
+    connection.execute(delete(VERSION_TABLE))
+    if revision is not None:
+        connection.execute(insert(VERSION_TABLE).values(version_num=revision))
 
 
 def _mismatch(revision: str | None) -> str:
     if revision is None:
         return f"{OUT_OF_DATE} (it was created before migrations; this program needs {head()})"
-    try:
-        _scripts().get_revision(revision)
-    except CommandError:
+    known, _ = _history(SCRIPT_LOCATION / "versions")
+    if revision not in known:
         return (f"database schema revision {revision} is newer than this program knows "
                 f"(its newest is {head()}): run the newer version of the assistant")
     return f"{OUT_OF_DATE} (it is at {revision}; this program needs {head()})"
@@ -168,15 +210,13 @@ def _mismatch(revision: str | None) -> str:
 
 def upgrade(db: Database, revision: str = "head") -> str | None:
     """Run the migrations up to `revision`; returns the revision the database is at."""
+    from alembic import command
+
     with _schema_change(db) as connection:
         if _has_tables(connection) and _revision(connection) is None:
             _adopt(connection)
         command.upgrade(alembic_config(connection), revision)
     return current(db)
-
-
-def _revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
 
 
 def _adopt(connection: Connection) -> None:
@@ -187,7 +227,7 @@ def _adopt(connection: Connection) -> None:
         raise SchemaError("the database has tables but no schema revision, and they differ "
                           f"from this program's models:\n{listed}\n"
                           "back it up and recreate it, or migrate it by hand")
-    MigrationContext.configure(connection).stamp(_scripts(), "head")
+    _stamp(connection, head())
     logger.warning("database created before migrations adopted as revision %s", head())
 
 
@@ -200,10 +240,12 @@ def new_revision(message: str, initial: bool = False) -> Path | None:
     schema again (only before any database outside a laptop has been migrated).
     None when the models and migrations already agree.
     """
+    from alembic import command
+
     if initial:
         for old in VERSIONS.glob("[0-9]*.py"):
             old.unlink()
-    _scripts.cache_clear()
+    _forget_history()
     with tempfile.TemporaryDirectory() as folder:
         db = Database(f"sqlite:///{folder}/new-migration.db")
         try:
@@ -215,10 +257,14 @@ def new_revision(message: str, initial: bool = False) -> Path | None:
                                           rev_id=_next_number())
         finally:
             db.dispose()
-            _scripts.cache_clear()
+            _forget_history()
     if isinstance(script, list):
         script = script[0] if script else None
     return Path(script.path) if script is not None else None
+
+
+def _forget_history() -> None:
+    _history.cache_clear()
 
 
 def _next_number() -> str:

@@ -120,6 +120,16 @@ class Residents:
     def clear_flow(self, resident_id: int) -> None:
         self._update(resident_id, flow="", step="", data="{}")
 
+    def snapshot(self, resident_id: int) -> tuple[Flow | None, list[tuple[str, str]]]:
+        """The open dialogue and the choices last offered, in one read (once per message)."""
+        with self.db.session() as session:
+            state = session.get(ConversationState, resident_id)
+            if state is None:
+                return None, []
+            flow = (Flow(state.flow, state.step, json.loads(state.data), state.updated_at)
+                    if state.flow else None)
+            return flow, [tuple(c) for c in json.loads(state.choices)]
+
     def offered_choices(self, resident_id: int) -> list[tuple[str, str]]:
         """The (label, value) pairs last offered, so a typed number or label can pick one."""
         with self.db.session() as session:

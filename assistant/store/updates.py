@@ -8,14 +8,18 @@ a Matrix client replays events after a lost sync token. Adapters ask
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Field, SQLModel
 
 from .db import Database
 from .residents import utcnow
+
+logger = logging.getLogger(__name__)
 
 
 class ProcessedUpdate(SQLModel, table=True):
@@ -39,11 +43,18 @@ class Updates:
         """Record the update; False when it was recorded before (a redelivery or replay).
 
         One INSERT that skips an existing key, so two workers racing on the same
-        update cannot both get True.
+        update cannot both get True. True, too, when the database cannot be reached.
         """
         values = {"platform": platform, "update_key": str(key), "seen_at": now or utcnow()}
-        with self.db.engine.begin() as connection:
-            return _insert_new(connection, values)
+        try:
+            with self.db.engine.begin() as connection:
+                return _insert_new(connection, values)
+        except OperationalError:
+            # The database is away: answer (the core then says sorry) rather than drop the
+            # update unanswered; at worst a redelivery during the outage is answered twice.
+            logger.warning("%s update %s: the database is unreachable; treated as new",
+                           platform, key)
+            return True
 
     def prune(self, older_than: dt.datetime) -> int:
         """Forget updates seen before `older_than` (Telegram keeps updates 24 hours)."""

@@ -1,4 +1,4 @@
-"""A test rig: the fake Bot API server, the real assistant and router, and the adapter polling it."""
+"""Test rig: the fake Bot API server, the real assistant and router, the adapter polling it."""
 
 from __future__ import annotations
 
@@ -88,7 +88,8 @@ async def running_rig(assistant: Assistant, *, enforce_limits: bool = False,
                                    telegram_api_url=server.url, **(env or {}))
     # Each rig gets its own key space: the fake server numbers updates from the same start.
     updates, space = Updates(assistant.db), next(_rigs)
-    adapter_options.setdefault("dedupe", lambda key: updates.first_time("telegram", f"{space}:{key}"))
+    adapter_options.setdefault(
+        "dedupe", lambda key: updates.first_time("telegram", f"{space}:{key}"))
     adapter = TelegramAdapter(settings, menus=command_menus(assistant), poll_timeout=1,
                               **adapter_options)
     rig = TelegramRig(assistant, server, adapter)

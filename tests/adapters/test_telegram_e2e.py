@@ -16,7 +16,14 @@ from assistant.messages import Choice, Reply
 from assistant.platform import RecipientGone, RetryLater
 from assistant.runtime import _telegram
 from assistant.store.updates import Updates
-from tests.adapters.telegram_rig import BOT_NAME, TOKEN, TelegramRig, buttons, eventually, running_rig
+from tests.adapters.telegram_rig import (
+    BOT_NAME,
+    TOKEN,
+    TelegramRig,
+    buttons,
+    eventually,
+    running_rig,
+)
 from tests.conftest import make_settings
 
 GROUP = -100_555_001
@@ -24,7 +31,7 @@ GROUP = -100_555_001
 
 @pytest.fixture(scope="module")
 def assistant(tmp_path_factory: pytest.TempPathFactory) -> Assistant:
-    """One assistant for the module (building the matcher takes a second); residents differ per test."""
+    """One assistant for the module (building it takes a second); each test has new residents."""
     bot = Assistant(make_settings(tmp_path_factory.mktemp("telegram")))
     yield bot
     bot.db.dispose()
@@ -125,8 +132,8 @@ async def test_in_a_group_the_bot_answers_only_when_addressed(rig: TelegramRig) 
     [by_command] = await rig.ask(bob, f"/help@{BOT_NAME}", **where)
     assert by_command["text"].startswith(text_of(rig.assistant, "fi", "help_intro"))
     rig.server.send_text(bob, "En tiennytkään.", **where)
-    [by_reply] = await rig.ask(alice, "Entä kansalaisaloite?", reply_to_message_id=by_command[
-        "message_id"], **where)
+    await rig.ask(alice, "Entä kansalaisaloite?", reply_to_message_id=by_command["message_id"],
+                  **where)
     assert len(rig.server.texts_to(GROUP)) == 3
     texts = [i.text for i in rig.incoming if i.chat_id == str(GROUP)]
     assert texts == ["Miten teen kuntalaisaloitteen?", "/help", "Entä kansalaisaloite?"]
@@ -245,6 +252,16 @@ async def test_a_long_reply_is_split_under_the_limit_with_buttons_last(rig: Tele
     assert len(parts) == 4 and all(len(p["text"]) <= 4096 for p in parts)
     assert "\n\n".join(p["text"] for p in parts) == text  # cut at paragraph breaks
     assert [bool(buttons(p)) for p in parts] == [False, False, False, True]
+
+
+async def test_an_attachment_follows_its_text_as_a_document(rig: TelegramRig) -> None:
+    user = rig.user("fi")
+    await rig.ask(user, "/start")
+    reply = Reply("Palautteet taulukkona:", attachment_name="palaute.csv", attachment=b"a;b\n")
+    await rig.adapter.send(str(user["id"]), reply)
+    assert rig.server.texts_to(user["id"])[1:] == ["Palautteet taulukkona:", ""]
+    assert (rig.server.uploads[0]["filename"], rig.server.uploads[0]["content"]) == (
+        "palaute.csv", b"a;b\n")
 
 
 # --------------------------------------------------------------- webhook and wiring

@@ -1,4 +1,4 @@
-"""Reply formatting for Telegram: escaping, splitting under the limit, buttons; and error mapping."""
+"""Replies formatted for Telegram (escaped, split under the limit, buttons) and error mapping."""
 
 from __future__ import annotations
 

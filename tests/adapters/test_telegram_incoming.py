@@ -1,4 +1,4 @@
-"""Which Telegram updates reach the core, and as what: recorded Bot API payloads in, Incoming out."""
+"""Which Telegram updates reach the core, and as what: Bot API payloads in, Incoming out."""
 
 from __future__ import annotations
 

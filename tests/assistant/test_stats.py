@@ -39,6 +39,7 @@ async def test_stats_counts_residents_subscribers_feedback_and_questions(admin_b
     await r1.send("Miten annan palautetta kaupungille?")
     await r1.send("Miten teen kuntalaisaloitteen?")
     await r1.send("Milloin uimahalli aukeaa?")
+    admin_bot.question_counts.flush()  # counts are written in batches
     [counts] = rows(admin_bot, QuestionCount)
     assert (counts.day, counts.answered, counts.unanswered) == (local_today(admin_bot), 2, 1)
 
