@@ -156,8 +156,10 @@ class Assistant:
         """Keep the options of the last reply to this chat, so a typed number can pick one."""
         own = [r for r in replies if not r.chat_id]
         offered = [(c.label, c.value) for c in own[-1].choices] if own else []
-        if offered or before:
+        if offered:
             self.residents.set_offered_choices(ctx.resident.id, offered)
+        elif before:
+            self.residents.clear_offered_choices(ctx.resident.id)
 
     def notify_unanswered(self, text: str, language: str) -> None:
         for listener in self.unanswered_listeners:

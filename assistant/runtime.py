@@ -85,11 +85,12 @@ async def background(assistant: Assistant, adapters: Mapping[str, Adapter],
     schedule_jobs(jobs, assistant)
     jobs.start()
     server = None
-    if metrics:
-        metrics.attach(assistant)
-        metrics.watch_outbox(sender.outbox)
-        server = await serve(metrics, assistant.db, settings.metrics_host, settings.metrics_port)
     try:
+        if metrics:
+            metrics.attach(assistant)
+            metrics.watch_outbox(sender.outbox)
+            server = await serve(metrics, assistant.db, settings.metrics_host,
+                                 settings.metrics_port)
         yield sender
     finally:
         jobs.stop()

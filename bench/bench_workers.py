@@ -61,6 +61,8 @@ class Run:
     send_rate: float  # the fake server's first -> last message
     missed: int
     duplicates: int
+    worker_cpu_ms: float = 0.0  # per message, all workers together
+    server_cpu_ms: float = 0.0  # per message, the fake Bot API
     in_flight_at_kill: int = 0
     duplicates_outside_in_flight: int = 0
 
@@ -113,6 +115,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a running process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=30) as response:
         return json.load(response)
@@ -159,6 +167,8 @@ class Bench:
             wall = time.perf_counter() - started
             stats = get_json(f"http://127.0.0.1:{port}/_fake/stats")
             counts = get_json(f"http://127.0.0.1:{counts_port}/counts")
+            worker_cpu = sum(cpu_seconds(p.pid) for p in procs if p.poll() is None)
+            server_cpu = cpu_seconds(server.pid)
         finally:
             for proc in procs:
                 if proc.poll() is None:
@@ -169,7 +179,11 @@ class Bench:
             server.wait(30)
             db.dispose()
             self.database(name, create=False)
-        return self._result(workers, rows, wall, stats["messages_sent_per_second"], counts, victim)
+        result = self._result(workers, rows, wall, stats["messages_sent_per_second"], counts,
+                              victim)
+        result.worker_cpu_ms = worker_cpu * 1000 / rows
+        result.server_cpu_ms = server_cpu * 1000 / rows
+        return result
 
     def _kill_halfway(self, db: Database, port: int, rows: int,
                       proc: subprocess.Popen[str]) -> set[str]:
@@ -208,8 +222,9 @@ class Bench:
 def report(result: Run, kill: bool = False) -> None:
     line = (f"{result.workers} worker(s){' (one killed)' if kill else ''}: {result.rows} rows, "
             f"{result.rows / result.wall_seconds:,.0f} msg/s overall ({result.wall_seconds:.1f} s "
-            f"from start), {result.send_rate:,.0f} msg/s while sending; "
-            f"missed {result.missed}, duplicates {result.duplicates}")
+            f"from start), {result.send_rate:,.0f} msg/s while sending; CPU per message "
+            f"{result.worker_cpu_ms:.1f} ms in workers, {result.server_cpu_ms:.1f} ms in the fake "
+            f"server; missed {result.missed}, duplicates {result.duplicates}")
     if kill:
         line += (f" (killed worker held {result.in_flight_at_kill} rows; "
                  f"duplicates outside them: {result.duplicates_outside_in_flight})")

@@ -139,6 +139,14 @@ class Residents:
     def set_offered_choices(self, resident_id: int, choices: list[tuple[str, str]]) -> None:
         self._update(resident_id, choices=json.dumps(choices, ensure_ascii=False))
 
+    def clear_offered_choices(self, resident_id: int) -> None:
+        """Forget the offered choices, if any row is left (the resident may have just left)."""
+        with self.db.session() as session:
+            state = session.get(ConversationState, resident_id)
+            if state is not None:
+                state.choices, state.updated_at = "[]", utcnow()
+                session.add(state)
+
     def _update(self, resident_id: int, **fields: str) -> None:
         with self.db.session() as session:
             state = session.get(ConversationState, resident_id) or ConversationState(

@@ -137,3 +137,15 @@ async def test_the_runtime_serves_both_endpoints_on_the_metrics_host(tmp_path: P
             async with http.get(f"http://127.0.0.1:{port}{path}") as response:
                 assert response.status == 200
     bot.db.dispose()
+
+
+def test_the_runtime_schedules_feeds_digests_and_retention(sample_assistant):
+    from assistant.runtime import schedule_jobs
+    from assistant.scheduler import Scheduler
+
+    jobs = Scheduler()
+    schedule_jobs(jobs, sample_assistant)
+    names = jobs.names()
+    assert {"poll_feeds", "retention", "expire_conversations"} <= set(names)
+    assert [n for n in names if n.startswith("send_digests_")] == [
+        f"send_digests_{hour:02d}" for hour in range(24)]

@@ -17,10 +17,10 @@ SAMPLE_TOPICS = REPO / "tests" / "assistant" / "data" / "knowledge" / "topics"
 
 @pytest.fixture(scope="session")
 def workspace(request: pytest.FixtureRequest) -> Iterator[Path]:
-    """A folder of this session's own, kept when a test failed (its logs are in it).
+    """A folder of this session's own, kept when a test failed (the processes' logs are in it).
 
-    Not pytest's tmp_path: other pytest sessions on the machine prune old basetemp
-    folders, and these tests run long enough to lose their database that way.
+    Not pytest's tmp_path: with several pytest sessions on the machine, a finished
+    session's basetemp is rotated away within minutes, logs and all.
     """
     path = Path(tempfile.mkdtemp(prefix="e2e-"))
     failed_before = request.session.testsfailed

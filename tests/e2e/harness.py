@@ -91,9 +91,17 @@ class ServerThread:
     def stop(self) -> None:
         if self.server is not None:
             self._run(self.server.stop())
+        self._run(self._cancel_tasks())  # e.g. watchers that never fired
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
         self.loop.close()
+
+    @staticmethod
+    async def _cancel_tasks() -> None:
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     def _run(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=30)
@@ -488,3 +496,13 @@ def send_rate(times: list[float]) -> float:
     if len(times) < 2 or times[-1] == times[0]:
         return float("inf")
     return len(times) / (times[-1] - times[0])
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    """The most messages within any `window` seconds."""
+    times, best, first = sorted(times), 0, 0
+    for last, moment in enumerate(times):
+        while moment - times[first] >= window:
+            first += 1
+        best = max(best, last - first + 1)
+    return best

@@ -72,8 +72,8 @@ def test_feedback_acknowledged_just_before_a_kill_is_kept(deployment: Deployment
         for message in server.server.texts_to(resident):
             found = REFERENCE.search(message)
             if found:
+                seen.append(found.group())  # first: the test must not see the exit before it
                 os.killpg(process.pid, signal.SIGKILL)
-                seen.append(found.group())
                 return True
         return False
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -52,7 +53,11 @@ class Outcome(str, Enum):
 
     ACKNOWLEDGED = "acknowledged"
     ANSWER_LOST = "filed, answer lost in the kill"  # committed, the kill came before the send
-    TAKEN_AND_LOST = "taken in, lost in the kill"  # marked as seen, the kill came before filing
+    # Marked as seen, the kill came before filing; Telegram had it confirmed (PTB polls on).
+    TAKEN_AND_LOST = "taken in, lost in the kill"
+    # Marked as seen, the kill came before filing; Telegram gave it to the restarted process,
+    # whose redelivery filter skipped it as already handled.
+    SKIPPED_AS_SEEN = "taken in, lost in the kill, its redelivery skipped"
     # Fetched and confirmed (PTB's next getUpdates), the kill came before it was handled.
     CONFIRMED_AND_LOST = "confirmed to Telegram unhandled, lost in the kill"
     NEVER_HANDLED = "never handled"  # the restart had to handle it and did not: a bug
@@ -85,9 +90,10 @@ def trials(deployment: Deployment) -> Iterator[list[Trial]]:
     yield done
     print("\n[kill trials]\n" + "\n".join(t.line() for t in done))
     if done:
+        fates = Counter(o.value for t in done for o in t.outcomes.values())
         print(f"in flight {sum(t.in_flight for t in done)}, duplicates "
               f"{sum(t.duplicates for t in done)} over {len(done)} kills; mean trial "
-              f"{sum(t.seconds for t in done) / len(done):.1f} s")
+              f"{sum(t.seconds for t in done) / len(done):.1f} s; feedback: {dict(fates)}")
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -195,6 +201,7 @@ def _feedback_outcomes(deployment: Deployment, writers: dict[int, str],
         update_id = update_ids[uid]
         outcomes[uid] = (Outcome.NEVER_HANDLED if fate.still_due(update_id)
                          else Outcome.ANSWER_LOST if rows
-                         else Outcome.TAKEN_AND_LOST if update_id in fate.seen
-                         else Outcome.CONFIRMED_AND_LOST)
+                         else Outcome.CONFIRMED_AND_LOST if update_id not in fate.seen
+                         else Outcome.SKIPPED_AS_SEEN if update_id in fate.waiting
+                         else Outcome.TAKEN_AND_LOST)
     return outcomes

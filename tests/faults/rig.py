@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 from unittest import mock
+
+from sqlmodel import select
 
 from adapters.telegram_http import AiohttpRequest
 from assistant.core import Assistant
@@ -58,8 +59,6 @@ class FaultRig:
         return row.id
 
     def row_by_key(self, key: str) -> OutboxRow:
-        from sqlmodel import select
-
         with self.assistant.db.session() as session:
             row = session.exec(select(OutboxRow).where(OutboxRow.dedupe_key == key)).one()
         return row
@@ -94,28 +93,18 @@ async def fault_rig(assistant: Assistant, *, enforce_limits: bool = False,
                     ) -> AsyncIterator[FaultRig]:
     """One fake server, the adapter polling it (1 s long polls), and a sender for pushes."""
     short = functools.partial(AiohttpRequest, read_timeout=read_timeout, connect_timeout=1.0)
-    with mock.patch("adapters.telegram.AiohttpRequest", short):
-        context = running_rig(assistant, enforce_limits=enforce_limits, **adapter_options)
-        rig = await context.__aenter__()
-    try:
-        sender = Sender(assistant, Outbox(assistant.db), {"telegram": rig.adapter},
-                        DEFAULT_LIMITS, worker_id="faults", poll_seconds=0.05)
-        stop = asyncio.Event()
-        sending = asyncio.create_task(sender.run(stop))
-        try:
-            yield FaultRig(rig, sender)
-        finally:
-            stop.set()
-            await asyncio.wait_for(sending, 15)
-    finally:
-        await context.__aexit__(None, None, None)
-
-
-async def timed(coroutine_fn: Callable[[], Any]) -> tuple[Any, float]:
-    """Run it; returns its result and the seconds it took."""
-    started = time.monotonic()
-    result = await coroutine_fn()
-    return result, time.monotonic() - started
+    with mock.patch("adapters.telegram.AiohttpRequest", short):  # the adapter builds its own
+        async with running_rig(assistant, enforce_limits=enforce_limits,
+                               **adapter_options) as rig:
+            sender = Sender(assistant, Outbox(assistant.db), {"telegram": rig.adapter},
+                            DEFAULT_LIMITS, worker_id="faults", poll_seconds=0.05)
+            stop = asyncio.Event()
+            sending = asyncio.create_task(sender.run(stop))
+            try:
+                yield FaultRig(rig, sender)
+            finally:
+                stop.set()
+                await asyncio.wait_for(sending, 15)
 
 
 def text_of(assistant: Assistant, lang: str, key: str, /, **values: object) -> str:

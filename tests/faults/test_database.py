@@ -10,7 +10,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -22,7 +21,7 @@ from tests.faults.rig import FaultRig, fault_rig, text_of
 from tests.pg import Cluster, _as_owner, start_cluster
 
 REFERENCE = re.compile(r"P-\d{4}-\d{4,}")
-LOCK_SECONDS = 2.0
+AWAY_SECONDS = 2.0  # how long the lock is held, or the server down
 # The server process crashes, the machine does not: fsync may stay off, commits must be written.
 DURABLE_ENOUGH = "-c fsync=off -c synchronous_commit=on -c max_connections=100"
 
@@ -75,7 +74,7 @@ async def test_a_briefly_locked_sqlite_database_delays_answers_but_loses_none(
         known = [rig.user("en") for _ in range(3)]
         ids = [await rig.resident_for(u) for u in known]
         newcomer = rig.user("en")
-        lock = ExclusiveLock(path, LOCK_SECONDS)
+        lock = ExclusiveLock(path, AWAY_SECONDS)
         lock.start()
         assert await asyncio.to_thread(lock.held.wait, 5)
         for n, user in enumerate(known + [newcomer]):
@@ -136,7 +135,7 @@ async def outage(rig: FaultRig, cluster: Cluster, during: list[tuple[dict, str]]
             before = len(rig.texts_to(user))
             rig.server.send_text(user, text)
             await rig.server.wait_for_messages(user["id"], before + 1, timeout=8)
-        await asyncio.sleep(max(0.0, LOCK_SECONDS - (time.monotonic() - stopped)))
+        await asyncio.sleep(max(0.0, AWAY_SECONDS - (time.monotonic() - stopped)))
     finally:
         await asyncio.to_thread(restart, cluster)
     return time.monotonic() - stopped
@@ -153,7 +152,7 @@ async def test_postgresql_down_for_seconds_gets_a_polite_answer_and_then_all_wor
         [filed] = await rig.ask(alice, "/feedback Puiston penkki on rikki")
         reference = reference_in(filed["text"])
         bob_id = await rig.resident_for(bob)
-        due = rig.outbox.clock() + dt.timedelta(seconds=LOCK_SECONDS + 1)
+        due = rig.outbox.clock() + dt.timedelta(seconds=AWAY_SECONDS + 1)
         assert rig.outbox.enqueue(OutboxMessage("telegram", str(bob["id"]), "Uutinen",
                                                 f"fault:pg:{bob['id']}", bob_id, not_before=due))
         down_for = await outage(rig, cluster, [(alice, "/help"),
@@ -164,7 +163,7 @@ async def test_postgresql_down_for_seconds_gets_a_polite_answer_and_then_all_wor
         [again] = await rig.ask(bob, "/feedback Toinen asia")
         row_id = rig.row_by_key(f"fault:pg:{bob['id']}").id
         await rig.wait_status([row_id], "sent", timeout=20)  # the sender outlived the outage
-    assert down_for >= LOCK_SECONDS
+    assert down_for >= AWAY_SECONDS
     assert reference in mine["text"]
     assert feedback_texts(assistant, rig.rig.resident(alice).id) == ["Puiston penkki on rikki"]
     assert reference_in(again["text"]) != reference
