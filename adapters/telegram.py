@@ -9,8 +9,10 @@ RecipientGone and PermanentFailure. Nothing here knows a feature of the assistan
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import datetime as dt
+import functools
 import logging
 import secrets
 import warnings
@@ -33,6 +35,7 @@ from telegram.error import (
     NetworkError,
     RetryAfter,
     TelegramError,
+    TimedOut,
 )
 from telegram.ext import (
     AIORateLimiter,
@@ -46,7 +49,7 @@ from telegram.ext import (
 from adapters.telegram_format import escape, keyboard, split_text
 from adapters.telegram_http import AiohttpRequest
 from adapters.telegram_incoming import PLATFORM, Me, incoming_from
-from adapters.telegram_queue import ChatOrderedProcessor, RecentUpdates
+from adapters.telegram_queue import ChatOrderedProcessor, ChatPacer, RecentUpdates
 from assistant.messages import Reply
 from assistant.platform import OnMessage, PermanentFailure, RecipientGone, RetryLater
 from assistant.settings import Settings
@@ -60,8 +63,23 @@ ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 Menus = Mapping[str, Sequence[tuple[str, str]]]  # language ("" = default) -> (command, help)
 # Set while the adapter handles an update: sends made then are direct replies, which wait
-# out a 429 themselves; other sends (the outbox) get RetryLater and reschedule.
+# out a 429 (that chat only) or a 5xx themselves; other sends (the outbox) get RetryLater.
 _REPLYING: contextvars.ContextVar[bool] = contextvars.ContextVar("telegram_replying", default=False)
+FIRST_RETRY_WAIT = 0.5  # seconds before a reply's first retry after a 5xx; doubles each time
+
+
+class _RateLimitToWarning(logging.Filter):
+    """PTB logs every 429 it does not retry as an ERROR with a traceback; the adapter
+    (replies) or the outbox (pushes) retries it, so it is only worth a WARNING."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith("Rate limit hit"):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+logging.getLogger("telegram.ext.AIORateLimiter").addFilter(_RateLimitToWarning())
 
 
 class TelegramAdapter:
@@ -86,6 +104,7 @@ class TelegramAdapter:
         self.me = Me(0, "")
         self._on_message: OnMessage | None = None
         self.processor = ChatOrderedProcessor(max_concurrent_updates)
+        self.pacer = ChatPacer()
         self.application = _build(settings, self.processor, rate_limits)
 
     @property
@@ -182,31 +201,52 @@ class TelegramAdapter:
 
     async def send(self, chat_id: str, reply: Reply) -> str:
         """Send `reply` (split if long, buttons on the last part); returns the last message id."""
-        retries = self.reply_retries if _REPLYING.get() else None
         try:
-            return await self._send(chat_id, reply, retries)
+            return await self._send(chat_id, reply)
         except TelegramError as error:
             raise platform_error(error) from error
 
-    async def _send(self, chat_id: str, reply: Reply, retries: int | None) -> str:
+    async def _send(self, chat_id: str, reply: Reply) -> str:
         parts = split_text(reply.text)
         markup = keyboard(reply.choices)
         message_id = ""
         for index, part in enumerate(parts):
             last = index == len(parts) - 1
-            message = await self.bot.send_message(
-                chat_id, escape(part), parse_mode=ParseMode.HTML,
+            message = await self._deliver(chat_id, functools.partial(
+                self.bot.send_message, chat_id, escape(part), parse_mode=ParseMode.HTML,
                 reply_markup=markup if last else None, link_preview_options=NO_PREVIEW,
-                reply_parameters=_quote(chat_id, reply) if index == 0 else None,
-                rate_limit_args=retries)
+                reply_parameters=_quote(chat_id, reply) if index == 0 else None))
             message_id = str(message.message_id)
         if reply.attachment_name:
             document = InputFile(reply.attachment, filename=reply.attachment_name)
-            message = await self.bot.send_document(
-                chat_id, document, reply_markup=None if parts else markup, rate_limit_args=retries)
+            message = await self._deliver(chat_id, functools.partial(
+                self.bot.send_document, chat_id, document,
+                reply_markup=None if parts else markup))
             message_id = str(message.message_id)
         return message_id
 
+    async def _deliver(self, chat_id: str, request: Callable[[], Awaitable[Message]]) -> Message:
+        """One message. A reply waits out a 429 for its own chat only (PTB would hold back the
+        whole bot) and retries a 5xx or a connection lost before an answer; the outbox does
+        both for pushes. A timeout is not retried: Telegram may have delivered the message."""
+        if not _REPLYING.get():
+            return await request()
+        wait = FIRST_RETRY_WAIT
+        for _ in range(self.reply_retries):
+            await self.pacer.wait(chat_id)
+            try:
+                return await request()
+            except RetryAfter as error:
+                self.pacer.hold(chat_id, _seconds(error) + 0.1)
+            except (TimedOut, BadRequest):
+                raise
+            except NetworkError as error:
+                logger.warning("Telegram: a reply failed (%s); retrying in %.1f s",
+                               type(error).__name__, wait)
+                await asyncio.sleep(wait)
+                wait *= 2
+        await self.pacer.wait(chat_id)
+        return await request()
 
 def platform_error(error: TelegramError) -> Exception:
     """The core's view of a Bot API error: wait and retry, stop sending, or give up."""
@@ -228,7 +268,8 @@ def platform_error(error: TelegramError) -> Exception:
 def _build(settings: Settings, processor: ChatOrderedProcessor, rate_limits: bool) -> Application:
     """The PTB Application pointed at TELEGRAM_API_URL (`{url}/bot<token>/<method>`)."""
     api = settings.telegram_api_url.rstrip("/")
-    # Telegram: ~30 messages/s overall, 20/min per group. Retries are per call (see send).
+    # Telegram: ~30 messages/s overall, 20/min per group. No retries here: a retry_after
+    # would hold back every chat; replies retry per chat (see _deliver), pushes in the outbox.
     limiter = AIORateLimiter(overall_max_rate=30 if rate_limits else 0,
                              group_max_rate=20 if rate_limits else 0, max_retries=0)
     return (ApplicationBuilder().token(settings.telegram_bot_token)

@@ -395,12 +395,6 @@ class Deployment:
         self.server.send_text(user_id, text)
         return self._replies(user_id, before, replies, timeout, repr(text))
 
-    def press(self, user_id: int, message: JSON, callback_data: str, replies: int = 1,
-              timeout: float = 30) -> list[JSON]:
-        before = self.server.message_count(user_id)
-        self.server.press(user_id, message, callback_data)
-        return self._replies(user_id, before, replies, timeout, f"button {callback_data}")
-
     def _replies(self, chat_id: int, before: int, count: int, timeout: float,
                  what: str) -> list[JSON]:
         self.wait(lambda: self.server.message_count(chat_id) >= before + count, timeout,
@@ -410,16 +404,28 @@ class Deployment:
     def post_news(self, district: str, text: str) -> int:
         """The admin posts `/news <district> <text>` and presses the preview's first button.
 
-        Returns the news item id (read from the database).
+        Returns the news item id (read from the database). Other messages to the admin
+        (notices of feedback, say) may arrive in between; the preview is found by its button.
         """
-        [preview] = self.ask(self.admin_id, f"/news {district} {text}")
-        data = buttons(preview)
-        assert data and data[0].startswith("news:ok:"), f"no confirm button: {preview}"
-        [done] = self.press(self.admin_id, preview, data[0])
-        draft_id = int(data[0].rsplit(":", 1)[1])
-        [(item_id,)] = self.query("SELECT news_item_id FROM newsdraft WHERE id = ?", draft_id)
-        assert item_id, f"draft {draft_id} was not published; the admin was told: {done['text']}"
+        before = self.server.message_count(self.admin_id)
+        self.server.send_text(self.admin_id, f"/news {district} {text}")
+        preview = self.new_message(self.admin_id, before, lambda m: text in (m["text"] or "")
+                                   and buttons(m)[:1] != [], "the news preview")
+        confirm = buttons(preview)[0]
+        assert confirm.startswith("news:ok:"), f"no confirm button first: {preview}"
+        self.server.press(self.admin_id, preview, confirm)
+        draft_id = int(confirm.rsplit(":", 1)[1])
+        [(item_id,)] = self.wait(lambda: self.query(
+            "SELECT news_item_id FROM newsdraft WHERE id = ? AND news_item_id IS NOT NULL",
+            draft_id), 30, f"draft {draft_id} to be published")
         return int(item_id)
+
+    def new_message(self, chat_id: int, after: int, match: Callable[[JSON], bool],
+                    what: str, timeout: float = 30) -> JSON:
+        """The first of the bot's messages in the chat after the first `after` that matches."""
+        def found() -> JSON | None:
+            return next((m for m in self.server.messages_to(chat_id)[after:] if match(m)), None)
+        return self.wait(found, timeout, f"{what} in chat {chat_id}")
 
     # the database, read as an operator would, with sqlite3 -------------------
 

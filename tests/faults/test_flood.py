@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
-
 from assistant.core import Assistant
 from tests.faults.rig import FaultRig, fault_rig, text_of
 
@@ -54,10 +52,6 @@ async def test_a_flood_from_one_resident_does_not_slow_the_answers_to_another(
     assert len(rig.texts_to(other)) == 1 + 6 and len(set(rig.texts_to(other)[1:])) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "replies to the flooder are not paced per chat, so they meet Telegram's per-chat limit "
-    "(429), and PTB's AIORateLimiter then holds back every request of the bot for retry_after: "
-    "the others wait up to ~1 s per 429 here, as long as Telegram says in real life"))
 async def test_a_flood_meeting_telegrams_per_chat_limit_does_not_stall_other_residents(
         assistant: Assistant) -> None:
     """As above, with Telegram's per-chat limit (a burst of 3, then 1 a second) enforced.

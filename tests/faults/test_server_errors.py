@@ -30,9 +30,6 @@ async def test_pushes_meeting_500_and_502_are_retried_later_and_arrive_once(
 
 
 @pytest.mark.parametrize("fault", ["500", "dropped"])
-@pytest.mark.xfail(strict=True, reason=(
-    "adapters/telegram.py retries only 429 for replies (AIORateLimiter); a 5xx or a dropped "
-    "connection becomes RetryLater, which the router logs and drops: no answer at all"))
 async def test_a_reply_meeting_500_or_a_dropped_connection_is_retried_and_arrives_once(
         assistant: Assistant, fault: str) -> None:
     async with fault_rig(assistant) as rig:
