@@ -19,6 +19,7 @@ TOPIC_FIELDS = {"id", "reviewed", "sources", "links", "unconfirmed", "related", 
 TEXT_FIELDS = {"title", "answer", "questions", "keywords"}
 MAX_ANSWER_CHARS = 900
 MIN_QUESTIONS = 6
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses ten times faster
 _ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
@@ -144,7 +145,7 @@ def _check_related(base: KnowledgeBase, files: list[Path]) -> list[Problem]:
 def _load_file(path: Path) -> tuple[Topic | None, list[Problem]]:
     try:
         text = path.read_text(encoding="utf-8")
-        root = yaml.compose(text)
+        root = yaml.compose(text, Loader=_LOADER)
     except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", -1) + 1
         return None, [Problem(str(path), line, f"cannot read YAML: {exc.__class__.__name__}")]

@@ -1,7 +1,7 @@
 """Guesses whether a message is Finnish, Swedish or English, from its words.
 
-Each language's lexicon is its stop words plus every word of the knowledge base
-written in it; a message belongs to the language whose lexicon holds clearly
+Each language's lexicon is its stop words plus every word of the knowledge base's
+titles, phrasings and keywords written in it; a message belongs to the language whose lexicon holds clearly
 more of its words. Too little evidence gives None, and the caller falls back.
 """
 
@@ -28,7 +28,7 @@ class LanguageGuesser:
         for topic in knowledge:
             for lang in LANGUAGES:
                 text = topic.text(lang)
-                for phrase in (text.title, text.answer, *text.questions, *text.keywords):
+                for phrase in (text.title, *text.questions, *text.keywords):
                     for word in textnorm.words(phrase):
                         self._lexicon[textnorm.fold(word)].add(lang)
                         self._lexicon[textnorm.key(word, lang)].add(lang)

@@ -29,7 +29,8 @@ MAX_WORDS = 60  # a question longer than this is judged on its first 60 words
 def normalise(text: str) -> str:
     """NFKC, lower case, control characters dropped, white space folded."""
     text = unicodedata.normalize("NFKC", text)
-    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    if not text.isprintable():  # the per-character look-up only when something needs it
+        text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
     return " ".join(text.lower().split())
 
 

@@ -16,6 +16,7 @@ import yaml
 from .messages import LANGUAGES
 
 LOCALES_DIR = Path(__file__).resolve().parent / "locales"
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
@@ -55,7 +56,7 @@ class _Defaults(dict):
 def _load_language(folder: Path) -> dict[str, str]:
     merged: dict[str, str] = {}
     for path in sorted(folder.glob("*.yaml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER) or {}
         if not isinstance(data, dict):
             raise CatalogueError(f"{path}: must be a mapping of key: text")
         for key, value in data.items():
