@@ -53,14 +53,21 @@ class NewsDesk:
         self.assistant = assistant
         self.settings = assistant.settings
         self.db = assistant.db
-        self.gazetteer = _gazetteer(assistant.settings.knowledge_dir)
-        self._exact_names = {NameIndex.fold_name(name): d
-                             for d in self.gazetteer for name in d.names()}
+        self._gazetteer: Gazetteer | None = None
         self.subscriptions = Subscriptions(assistant.db)
         self.items = NewsItems(assistant.db)
         self.feed_entries = FeedEntries(assistant.db)
         self.outbox = Outbox(assistant.db, clock=lambda: self.clock())
         self.clock = clock
+
+    @property
+    def gazetteer(self) -> Gazetteer:
+        """Loaded on first use: answering questions (`ask`) never needs it."""
+        if self._gazetteer is None:
+            self._gazetteer = _gazetteer(self.settings.knowledge_dir)
+            self._exact_names = {NameIndex.fold_name(name): d
+                                 for d in self._gazetteer for name in d.names()}
+        return self._gazetteer
 
     @property
     def zone(self) -> ZoneInfo:
@@ -71,6 +78,7 @@ class NewsDesk:
 
     def exact(self, name: str) -> District | None:
         """The district whose name is exactly `name` (case, dots and dashes aside)."""
+        self.gazetteer  # noqa: B018  (loads the names on first use)
         return self._exact_names.get(NameIndex.fold_name(name))
 
     def label(self, district_id: str, language: str) -> str:
