@@ -96,12 +96,8 @@ async def test_processed_update_keys_go_after_two_days(bot):
 
 
 async def test_unanswered_question_texts_go_after_the_retention_period(bot):
-    admin_store = pytest.importorskip("assistant.store.admin")
-    if not hasattr(admin_store, "UnansweredQuestions"):
-        pytest.skip("no unanswered-question store")
-    from sqlmodel import SQLModel
+    from assistant.store import admin as admin_store
 
-    SQLModel.metadata.create_all(bot.db.engine)  # in case models.py does not import it yet
     questions = admin_store.UnansweredQuestions(bot.db)
     questions.add("Vanha kysymys", "vanha kysymys", "fi", None)
     questions.add("Uusi kysymys", "uusi kysymys", "fi", None)
