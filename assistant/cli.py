@@ -21,10 +21,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    _configure_logging(settings.log_level if args.command in ("run", "worker", None) else "WARNING",
+    platforms = settings.telegram_enabled or settings.matrix_enabled
+    command = args.command or ("run" if platforms else "chat")
+    serving = command == "worker" or (command == "run" and platforms)  # the terminal chat stays quiet
+    _configure_logging(settings.log_level if serving else "WARNING",
                        secrets=(settings.telegram_bot_token, settings.telegram_webhook_secret,
                                 settings.matrix_access_token, settings.matrix_password))
-    command = args.command or ("run" if settings.telegram_enabled or settings.matrix_enabled else "chat")
     try:
         return COMMANDS[command](settings, args)
     except KeyboardInterrupt:
