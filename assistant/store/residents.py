@@ -130,12 +130,6 @@ class Residents:
                     if state.flow else None)
             return flow, [tuple(c) for c in json.loads(state.choices)]
 
-    def offered_choices(self, resident_id: int) -> list[tuple[str, str]]:
-        """The (label, value) pairs last offered, so a typed number or label can pick one."""
-        with self.db.session() as session:
-            state = session.get(ConversationState, resident_id)
-            return [tuple(c) for c in json.loads(state.choices)] if state else []
-
     def set_offered_choices(self, resident_id: int, choices: list[tuple[str, str]]) -> None:
         self._update(resident_id, choices=json.dumps(choices, ensure_ascii=False))
 

@@ -31,14 +31,6 @@ class FakeTime:
         self.now += dt.timedelta(seconds=seconds)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each test runs on a SQLite file and on a new PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/outbox.db"
-    return request.getfixturevalue("fresh_postgres_url")
-
-
 @pytest.fixture
 def db(database_url: str) -> Database:
     database = Database(database_url)
