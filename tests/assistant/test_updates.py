@@ -10,7 +10,6 @@ from sqlmodel import select
 
 from assistant.store.db import Database
 from assistant.store.updates import ProcessedUpdate, Updates
-from tests.assistant.test_outbox import database_url  # noqa: F401  (fixture: SQLite and PostgreSQL)
 
 
 @pytest.fixture
