@@ -13,8 +13,8 @@ import re
 from typing import TYPE_CHECKING
 
 from . import audit, curation, stats, unanswered
-from .commands import Command
-from .curation import local_time, split_word
+from .commands import Command, private_only
+from .curation_text import local_time, split_word
 from .messages import Incoming, Reply
 from .store.admin import Role, Roles
 
@@ -43,8 +43,8 @@ def register(assistant: "Assistant") -> None:
         lambda incoming: {r.role for r in grants.of(incoming.platform, incoming.user_id)})
     assistant.role_scopes = lambda incoming, role: role_scopes(assistant, incoming, role)
     audit.register(assistant)
-    assistant.commands.add(Command("admin", admin_command, "admin_help_admin",
-                                   aliases=("roolit", "roller"), role="owner"))
+    assistant.commands.add(Command("admin", private_only(admin_command, "admin_private_only"),
+                                   "admin_help_admin", aliases=("roolit", "roller"), role="owner"))
     curation.register(assistant)
     unanswered.register(assistant)
     stats.register(assistant)
@@ -66,8 +66,6 @@ def role_scopes(assistant: "Assistant", incoming: Incoming, role: str) -> set[st
 
 async def admin_command(ctx: "Context", args: str) -> list[Reply]:
     """`/admin add|remove|list`: owners only (the command table checks), private chats only."""
-    if ctx.incoming.group:
-        return ctx.reply("admin_private_only")
     word, rest = split_word(args)
     action = WORDS.get(word.casefold())
     filler, after = split_word(rest)

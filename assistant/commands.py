@@ -39,12 +39,13 @@ class Command:
         return (self.name, *self.aliases)
 
 
-def private_only(handler: Handler) -> Handler:
-    """Wraps a handler that shows or changes one resident's own data: never in a group."""
+def private_only(handler: Handler, refusal: str = "private_chat_only") -> Handler:
+    """Wraps a handler that must never answer in a group (a resident's own data, admin work);
+    a group gets the text `refusal` instead, so each feature can say why in its own words."""
 
     async def guarded(ctx: "Context", args: str) -> list["Reply"]:
         if ctx.incoming.group:
-            return ctx.reply("private_chat_only")
+            return ctx.reply(refusal)
         return await handler(ctx, args)
 
     guarded.__doc__ = handler.__doc__
