@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from .commands import Command
+from .commands import Command, private_only
 from .curation import local_time, snippet
 from .messages import Reply
 from .store.admin import AuditLog
@@ -34,14 +34,13 @@ def register(assistant: "Assistant") -> None:
         logger.info("audit: %s %s", action, target)
 
     assistant.audit = audit
-    assistant.commands.add(Command("audit", show_audit, "admin_help_audit",
+    assistant.commands.add(Command("audit", private_only(show_audit, "admin_private_only"),
+                                   "admin_help_audit",
                                    aliases=("loki", "logg"), role="owner"))
 
 
 async def show_audit(ctx: "Context", args: str) -> list[Reply]:
     """`/audit [n]`: the latest n entries, newest first (private chats only)."""
-    if ctx.incoming.group:
-        return ctx.reply("admin_private_only")
     word = args.strip()
     if word and not word.isdigit():
         return ctx.reply("admin_audit_usage", max=MAX_ENTRIES)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from rapidfuzz import fuzz, process
 
 from . import textnorm
-from .commands import Command
+from .commands import Command, private_only
 from .curation import ROLE, add_phrasings, language_name, snippet
 from .messages import Reply
 from .store.admin import UnansweredQuestions
@@ -35,7 +35,8 @@ LINK_WORDS = {"link", "linkitä", "linkita", "länka", "lanka"}
 def register(assistant: "Assistant") -> None:
     assistant.unanswered = UnansweredQuestions(assistant.db)
     assistant.unanswered_listeners.append(lambda text, language: keep(assistant, text, language))
-    assistant.commands.add(Command("unanswered", unanswered_command, "admin_help_unanswered",
+    listing = private_only(unanswered_command, "admin_private_only")
+    assistant.commands.add(Command("unanswered", listing, "admin_help_unanswered",
                                    aliases=("vastaamattomat", "obesvarade"), role=ROLE))
 
 
@@ -65,9 +66,7 @@ def plain(text: str) -> str:
 
 
 async def unanswered_command(ctx: "Context", args: str) -> list[Reply]:
-    """`/unanswered` lists the groups; `/unanswered link <n> <topic>` links one."""
-    if ctx.incoming.group:
-        return ctx.reply("admin_private_only")
+    """`/unanswered` lists the groups; `/unanswered link <n> <topic>` links one (private chats)."""
     parts = args.split()
     if not parts:
         return list_groups(ctx)
