@@ -3,9 +3,10 @@
 One sync loop. nio's callbacks only collect the events of a /sync; then the
 loop joins invited rooms, hands the messages to the core one by one (replies
 go out as m.notice), and only after that saves the sync token. A restart thus
-resumes where handling stopped, and the dedupe filter drops what was answered
-before. The very first start skips the history. Encrypted rooms work through
-nio's Olm store, kept with the login under MATRIX_STORE_PATH (matrix_session).
+resumes where handling stopped; an event is marked handled after its answer, and
+one marked before is skipped, so a replay answers only what was not answered. The
+very first start skips the history. Encrypted rooms work through nio's Olm store,
+kept with the login under MATRIX_STORE_PATH (matrix_session).
 Send errors become the core's RetryLater, RecipientGone and PermanentFailure.
 """
 
@@ -14,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import ClientError
 from nio import (
@@ -68,6 +69,13 @@ class SyncFailed(Exception):
         self.status_code = status_code
 
 
+class HandledLog(Protocol):
+    """Which events were answered (`assistant.store.updates.UpdateLog`, or `RecentEvents`)."""
+
+    def is_handled(self, key: str) -> bool: ...
+    def handled(self, keys: Iterable[str]) -> None: ...
+
+
 @dataclass
 class Pending:
     """A timeline event from the last sync, waiting to be handled."""
@@ -82,11 +90,11 @@ class MatrixAdapter:
 
     platform = PLATFORM
 
-    def __init__(self, settings: Settings, *, dedupe: Callable[[str], bool] | None = None,
+    def __init__(self, settings: Settings, *, handled: HandledLog | None = None,
                  sync_timeout_ms: int = SYNC_TIMEOUT_MS, max_limit_exceeded: int = 3,
                  reply_attempts: int = 10):
         self.settings = settings
-        self.dedupe = dedupe or RecentEvents().first_time
+        self.handled = handled or RecentEvents()
         self.sync_timeout_ms = sync_timeout_ms
         config = session.client_config(max_limit_exceeded, max_timeouts=2)
         self.client = session.new_client(settings, config)
@@ -264,14 +272,15 @@ class MatrixAdapter:
         incoming = await self._incoming(item)
         if incoming is None or self._on_message is None:
             return
-        if not self.dedupe(incoming.message_id):
-            logger.debug("Matrix: event %s seen before, skipped", incoming.message_id)
+        if self.handled.is_handled(incoming.message_id):
+            logger.debug("Matrix: event %s handled before, skipped", incoming.message_id)
             return
         token = _REPLYING.set(True)
         try:
             await self._on_message(incoming)
         finally:
             _REPLYING.reset(token)
+        self.handled.handled([incoming.message_id])
 
     async def _incoming(self, item: Pending) -> Incoming | None:
         room = self.client.rooms.get(item.room_id)

@@ -5,6 +5,7 @@ tests them without a homeserver."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
 from nio import Event, MatrixRoom, MegolmEvent
@@ -59,16 +60,17 @@ def _make(event: Event, room: MatrixRoom, kind: str, text: str) -> Incoming:
 
 
 class RecentEvents:
-    """In-memory replay filter, for when no database-backed one is given."""
+    """In-memory record of handled events (the last `capacity`), for when no database is given."""
 
     def __init__(self, capacity: int = 10_000):
         self.capacity = capacity
         self._seen: OrderedDict[str, None] = OrderedDict()
 
-    def first_time(self, key: str) -> bool:
-        if key in self._seen:
-            return False
-        self._seen[key] = None
-        if len(self._seen) > self.capacity:
-            self._seen.popitem(last=False)
-        return True
+    def is_handled(self, key: str) -> bool:
+        return key in self._seen
+
+    def handled(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._seen[key] = None
+            if len(self._seen) > self.capacity:
+                self._seen.popitem(last=False)

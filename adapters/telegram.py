@@ -1,7 +1,9 @@
 """The Telegram adapter: python-telegram-bot's Application in, the core's Incoming/Reply across.
 
 It polls getUpdates by default, or serves a webhook when TELEGRAM_WEBHOOK_URL is set
-(the secret token is checked on every request). Updates become `Incoming` (see
+(the secret token is checked on every request). Each update is stored before Telegram
+hears it arrived and marked handled after it was answered (`telegram_intake`), so a
+crash loses none: a later start replays it. Updates become `Incoming` (see
 `telegram_incoming`); replies go out as escaped HTML, split under 4096 characters,
 with choices as inline buttons. Send errors become the core's RetryLater,
 RecipientGone and PermanentFailure. Nothing here knows a feature of the assistant.
@@ -17,6 +19,7 @@ import logging
 import secrets
 import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from telegram import (
@@ -49,12 +52,14 @@ from telegram.ext import (
 from adapters.telegram_format import escape, keyboard, split_text
 from adapters.telegram_http import AiohttpRequest
 from adapters.telegram_incoming import PLATFORM, Me, incoming_from
-from adapters.telegram_queue import ChatOrderedProcessor, ChatPacer, RecentUpdates
+from adapters.telegram_intake import Intake, IntakeBot, IntakeQueue, RecentUpdates, UpdateLog
+from adapters.telegram_queue import ChatOrderedProcessor, ChatPacer
 from assistant.messages import Reply
 from assistant.platform import OnMessage, PermanentFailure, RecipientGone, RetryLater
 from assistant.settings import Settings
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 # Bot API URLs contain the token, and httpx logs every request URL at INFO.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 logging.getLogger("httpcore").setLevel(logging.WARNING)
@@ -87,17 +92,19 @@ class TelegramAdapter:
 
     `max_concurrent_updates` is kept low on purpose: the core is CPU-bound (matching,
     SQLite), so more updates at once only add latency until replies time out.
+    `log` keeps each update from intake until handled (`telegram_intake`); without one,
+    redeliveries are only caught within the process and a crash loses what was queued.
     """
 
     platform = PLATFORM
 
     def __init__(self, settings: Settings, *, menus: Menus | None = None,
-                 dedupe: Callable[[str], bool] | None = None, rate_limits: bool = True,
+                 log: UpdateLog | None = None, rate_limits: bool = True,
                  reply_retries: int = 3, poll_timeout: int = 10, poll_interval: float = 0.0,
                  max_concurrent_updates: int = 32):
         self.settings = settings
         self.menus = dict(menus or {})
-        self.dedupe = dedupe or RecentUpdates().first_time
+        self.intake = Intake(log or RecentUpdates())
         self.reply_retries = reply_retries
         self.poll_timeout, self.poll_interval = poll_timeout, poll_interval
         self.webhook_secret = settings.telegram_webhook_secret or secrets.token_urlsafe(32)
@@ -105,7 +112,8 @@ class TelegramAdapter:
         self._on_message: OnMessage | None = None
         self.processor = ChatOrderedProcessor(max_concurrent_updates)
         self.pacer = ChatPacer()
-        self.application = _build(settings, self.processor, rate_limits)
+        self.application = _build(settings, self.processor, self.intake, rate_limits)
+        self._sweeper: asyncio.Task[None] | None = None
 
     @property
     def bot(self) -> ExtBot[int]:
@@ -123,6 +131,8 @@ class TelegramAdapter:
         self.me = Me.of(app.bot.bot)
         await self._set_menus()
         await app.start()
+        await self._replay()  # what a process that died took in and did not handle
+        self._sweeper = asyncio.create_task(self._sweep(), name="telegram-intake-sweep")
         if self.settings.telegram_webhook_url:
             await self._start_webhook()
         else:
@@ -131,11 +141,33 @@ class TelegramAdapter:
     async def stop(self) -> None:
         """Stop taking updates, finish those under way, close the HTTP clients."""
         app = self.application
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
         if app.running:
             await app.stop()
+        await self.intake.release()
         await app.shutdown()
+
+    async def _replay(self) -> None:
+        """Queue the updates of a dead process (their lease ran out), claimed for this one."""
+        queue = self.application.update_queue
+        assert isinstance(queue, IntakeQueue)
+        for update in await self.intake.claim(self.bot):
+            await queue.put_claimed(update)
+
+    async def _sweep(self) -> None:
+        """Keep our leases and pick up a dead process's updates while running (webhook
+        workers share the log; with polling there is one process, then this is cheap)."""
+        while True:
+            await asyncio.sleep(self.intake.sweep_seconds)
+            try:
+                await self._replay()
+            except Exception:
+                logger.exception("Telegram: the intake sweep failed")
 
     async def _start_polling(self) -> None:
         assert self.application.updater is not None
@@ -168,21 +200,24 @@ class TelegramAdapter:
     # ------------------------------------------------------------- incoming
 
     async def _on_update(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Every update passes here; nothing a resident sends may escape as an exception."""
-        if not isinstance(update, Update) or self._on_message is None:
+        """Every update passes here; nothing a resident sends may escape as an exception.
+
+        It is marked handled after its answers were sent (or failed), not when cancelled
+        by a stop: a crash before the mark replays it, so an answer may come twice but
+        never not at all.
+        """
+        if not isinstance(update, Update):
             return
         _REPLYING.set(True)
         try:
-            if not self.dedupe(str(update.update_id)):
-                logger.debug("Telegram: update %s seen before, skipped", update.update_id)
-                return
             if update.callback_query is not None:
                 await self._settle_button(update)
             incoming = incoming_from(update, self.me)
-            if incoming is not None:
+            if incoming is not None and self._on_message is not None:
                 await self._on_message(incoming)
         except Exception:
             logger.exception("Telegram: handling update %s failed", update.update_id)
+        self.intake.done(update)
 
     async def _settle_button(self, update: Update) -> None:
         """Stop the button's spinner, and remove the keyboard so it is not pressed twice."""
@@ -212,11 +247,10 @@ class TelegramAdapter:
         message_id = ""
         for index, part in enumerate(parts):
             last = index == len(parts) - 1
-            message = await self._deliver(chat_id, functools.partial(
-                self.bot.send_message, chat_id, escape(part), parse_mode=ParseMode.HTML,
+            message_id = await self._deliver(chat_id, functools.partial(
+                self._send_message, chat_id, escape(part), parse_mode=ParseMode.HTML,
                 reply_markup=markup if last else None, link_preview_options=NO_PREVIEW,
                 reply_parameters=_quote(chat_id, reply) if index == 0 else None))
-            message_id = str(message.message_id)
         if reply.attachment_name:
             document = InputFile(reply.attachment, filename=reply.attachment_name)
             message = await self._deliver(chat_id, functools.partial(
@@ -225,7 +259,15 @@ class TelegramAdapter:
             message_id = str(message.message_id)
         return message_id
 
-    async def _deliver(self, chat_id: str, request: Callable[[], Awaitable[Message]]) -> Message:
+    async def _send_message(self, chat_id: str, text: str, **fields: object) -> str:
+        """`bot.send_message` without building PTB's `Message` from the answer (a third of a
+        push's CPU in the worker): only its id is needed. PTB's `_post` sends the same
+        request and raises the same errors."""
+        data = {"chat_id": chat_id, "text": text, **fields}
+        result = await self.bot._post("sendMessage", data)
+        return str(result["message_id"])
+
+    async def _deliver(self, chat_id: str, request: Callable[[], Awaitable[T]]) -> T:
         """One message. A reply waits out a 429 for its own chat only (PTB would hold back the
         whole bot) and retries a 5xx or a connection lost before an answer; the outbox does
         both for pushes. A timeout is not retried: Telegram may have delivered the message."""
@@ -265,18 +307,21 @@ def platform_error(error: TelegramError) -> Exception:
     return PermanentFailure(type(error).__name__)
 
 
-def _build(settings: Settings, processor: ChatOrderedProcessor, rate_limits: bool) -> Application:
-    """The PTB Application pointed at TELEGRAM_API_URL (`{url}/bot<token>/<method>`)."""
+def _build(settings: Settings, processor: ChatOrderedProcessor, intake: Intake,
+           rate_limits: bool) -> Application:
+    """The PTB Application pointed at TELEGRAM_API_URL (`{url}/bot<token>/<method>`),
+    its bot and update queue storing updates through `intake` before they are confirmed."""
     api = settings.telegram_api_url.rstrip("/")
     # Telegram: ~30 messages/s overall, 20/min per group. No retries here: a retry_after
     # would hold back every chat; replies retry per chat (see _deliver), pushes in the outbox.
     limiter = AIORateLimiter(overall_max_rate=30 if rate_limits else 0,
                              group_max_rate=20 if rate_limits else 0, max_retries=0)
-    return (ApplicationBuilder().token(settings.telegram_bot_token)
-            .base_url(f"{api}/bot").base_file_url(f"{api}/file/bot")
-            .request(AiohttpRequest()).get_updates_request(AiohttpRequest(pool_size=1))
-            .rate_limiter(limiter).concurrent_updates(processor).job_queue(None)
-            .build())
+    bot = IntakeBot(settings.telegram_bot_token, base_url=f"{api}/bot",
+                    base_file_url=f"{api}/file/bot", request=AiohttpRequest(),
+                    get_updates_request=AiohttpRequest(pool_size=1), rate_limiter=limiter)
+    bot.attach(intake)
+    return (ApplicationBuilder().bot(bot).update_queue(IntakeQueue(intake))
+            .concurrent_updates(processor).job_queue(None).build())
 
 
 def _quote(chat_id: str, reply: Reply) -> ReplyParameters | None:

@@ -1,39 +1,16 @@
-"""How Telegram updates are taken in (once each, chats concurrently, one chat in order)
-and how replies to one chat are spaced out."""
+"""How Telegram updates are processed (chats concurrently, one chat in order) and how
+replies to one chat are spaced out. Taking them in once each is `telegram_intake`'s."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from telegram import Update
 from telegram.ext import BaseUpdateProcessor
-
-
-class RecentUpdates:
-    """In-memory redelivery filter, for when no database-backed one is given.
-
-    Telegram keeps unconfirmed updates for 24 hours and redelivers webhook updates
-    it thinks failed; remembering the last `capacity` update ids covers a restart-free
-    process. Across restarts use `assistant.store.updates.Updates`.
-    """
-
-    def __init__(self, capacity: int = 10_000):
-        self.capacity = capacity
-        self._seen: OrderedDict[str, None] = OrderedDict()
-
-    def first_time(self, key: str) -> bool:
-        if key in self._seen:
-            self._seen.move_to_end(key)
-            return False
-        self._seen[key] = None
-        if len(self._seen) > self.capacity:
-            self._seen.popitem(last=False)
-        return True
 
 
 @dataclass

@@ -8,7 +8,9 @@ Admin commands live in `feedback_admin.py`.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
+import uuid
 from enum import Enum
 from typing import TYPE_CHECKING, Awaitable, Callable
 
@@ -19,6 +21,7 @@ from .districts import District
 from .feedback_admin import district_name, gazetteer_of, local_date, shorten
 from .store.feedback import REFERENCE, FeedbackItem, FeedbackStore
 from .store.residents import utcnow
+from .store.updates import message_key
 
 if TYPE_CHECKING:
     from .context import Context
@@ -136,7 +139,7 @@ async def start_form(ctx: "Context") -> list[Reply]:
         return ctx.reply("feedback_private_only")
     if _over_limit(ctx):
         return ctx.reply("feedback_limit", limit=HOURLY_LIMIT)
-    _save(ctx, Step.KIND, {})
+    _save(ctx, Step.KIND, {"form": uuid.uuid4().hex})  # names the item it files (see send)
     return _ask_kind(ctx, "feedback_ask_kind")
 
 
@@ -222,8 +225,13 @@ async def confirm_typed(ctx: "Context", data: dict, text: str) -> list[Reply]:
 
 
 async def send(ctx: "Context", data: dict, value: str) -> list[Reply]:
+    """File first, then close the form: a press handled again after a crash finds the form
+    still open and its item already filed (keyed by the form), so nothing is lost or doubled."""
+    form = data.get("form")
+    source = hashlib.sha256(f"form:{form}".encode()).hexdigest() if form else None
+    replies = _submit(ctx, data, source)
     ctx.assistant.residents.clear_flow(ctx.resident.id)
-    return _submit(ctx, data)
+    return replies
 
 
 async def cancel_button(ctx: "Context", data: dict, value: str) -> list[Reply]:
@@ -245,15 +253,23 @@ BUTTON_STEPS: dict[str, tuple[Step, StepHandler]] = {
 
 # filing -----------------------------------------------------------------
 
-def _submit(ctx: "Context", data: dict) -> list[Reply]:
-    """Validate, commit, then acknowledge with the reference and notify the admins."""
+def _submit(ctx: "Context", data: dict, source: str | None = None) -> list[Reply]:
+    """Validate, commit, then acknowledge with the reference and notify the admins.
+
+    `source` names what the item is filed from (default: the message), so that handling
+    the same message again after a crash finds the item instead of filing another.
+    """
     problem = _text_problem(ctx, data.get("text", ""))
     if problem:
         return problem
-    if _over_limit(ctx):
+    incoming = ctx.incoming
+    source = source or message_key(incoming.platform, incoming.chat_id, incoming.message_id)
+    item = ctx.assistant.feedback.by_source(source) if source else None
+    if item is None and _over_limit(ctx):
         return ctx.reply("feedback_limit", limit=HOURLY_LIMIT)
-    item = ctx.assistant.feedback.file(ctx.resident.id, data["kind"], data["text"].strip(),
-                                       data.get("district"), bool(data.get("reply")))
+    item = item or ctx.assistant.feedback.file(ctx.resident.id, data["kind"],
+                                               data["text"].strip(), data.get("district"),
+                                               bool(data.get("reply")), source)
     logger.info("feedback %s filed (%s)", item.reference, item.kind)
     replies = ctx.reply("feedback_received", reference=item.reference,
                         command=ctx.t("feedback_mine_command"))

@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, or_, update
 from sqlmodel import Session, col, select
 
 from .basics import LANGUAGE_NAMES
-from .commands import Command
+from .commands import Command, private_only
 from .feedback_admin import shorten
 from .messages import Choice, Reply
 from .store.admin import Role
@@ -28,6 +28,7 @@ from .store.feedback import FeedbackItem
 from .store.news import DeliveryPreference, NewsDraft, Subscription
 from .store.outbox import OutboxRow
 from .store.residents import ConversationState, Resident, utcnow
+from .store.updates import Updates
 
 if TYPE_CHECKING:
     from .context import Context
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 ATTACHMENT_NAME = "mydata.json"
 FORGET_TTL = dt.timedelta(minutes=15)  # an old confirmation button deletes nothing
 SHOWN_CHARS = 300  # feedback texts in the readable copy; the attachment has them whole
+REFUSAL = "privacy_private_only"  # what a group hears instead of anyone's own data
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class PersonalData:
         """Delete the resident and every row naming them, in one transaction.
 
         Feedback is unlinked (or deleted when asked); returns how many items that touched.
+        Their updates still waiting to be handled are dropped: they hold the platform id.
         """
         with self.db.session() as session:
             resident = session.get(Resident, resident_id)
@@ -87,7 +90,9 @@ class PersonalData:
                 return 0
             own = col(FeedbackItem.resident_id) == resident_id
             touched = (session.exec(delete(FeedbackItem).where(own)) if delete_feedback else
-                       session.exec(update(FeedbackItem).where(own).values(resident_id=None)))
+                       session.exec(update(FeedbackItem).where(own).values(resident_id=None,
+                                                                           source_key=None)))
+            Updates.forget_sender(session, resident.platform, resident.platform_id)
             session.exec(delete(OutboxRow).where(or_(  # rows queued by chat id alone count too
                 col(OutboxRow.resident_id) == resident_id,
                 col(OutboxRow.resident_id).is_(None) & (col(OutboxRow.platform) == resident.platform)
@@ -108,10 +113,11 @@ def register(assistant: "Assistant") -> None:
     table = assistant.commands
     table.add(Command("privacy", privacy, "privacy_help",
                       aliases=("tietosuoja", "integritet", "dataskydd")))
-    table.add(Command("mydata", my_data, "privacy_help_mydata",
+    table.add(Command("mydata", private_only(my_data, REFUSAL), "privacy_help_mydata",
                       aliases=("omattiedot", "minadata", "minauppgifter")))
-    table.add(Command("forget", forget, "privacy_help_forget", aliases=("unohda", "glom", "glöm")))
-    table.on_choice("forget", on_forget_choice)
+    table.add(Command("forget", private_only(forget, REFUSAL), "privacy_help_forget",
+                      aliases=("unohda", "glom", "glöm")))
+    table.on_choice("forget", private_only(on_forget_choice, REFUSAL))
 
 
 def personal_data(assistant: "Assistant") -> PersonalData:
@@ -127,8 +133,6 @@ async def privacy(ctx: "Context", args: str) -> list[Reply]:
 
 async def my_data(ctx: "Context", args: str) -> list[Reply]:
     """Everything stored about the resident: a readable message plus the same as JSON."""
-    if ctx.incoming.group:
-        return ctx.reply("privacy_private_only")
     collected = personal_data(ctx.assistant).collect(_resident_id(ctx))
     if collected is None:  # deleted by a simultaneous /forget
         return ctx.reply("internal_error")
@@ -140,8 +144,6 @@ async def my_data(ctx: "Context", args: str) -> list[Reply]:
 
 async def forget(ctx: "Context", args: str) -> list[Reply]:
     """Ask first: confirm (first button), also delete feedback (second), cancel (third)."""
-    if ctx.incoming.group:
-        return ctx.reply("privacy_private_only")
     stamp = int(utcnow().timestamp())
     return ctx.reply("privacy_forget_confirm",
                      Choice(ctx.t("privacy_forget_button_yes"), f"forget:yes:{stamp}"),
@@ -151,8 +153,6 @@ async def forget(ctx: "Context", args: str) -> list[Reply]:
 
 async def on_forget_choice(ctx: "Context", argument: str) -> list[Reply]:
     """Buttons `forget:yes:<stamp>`, `forget:all:<stamp>`, `forget:no`."""
-    if ctx.incoming.group:
-        return ctx.reply("privacy_private_only")
     action, _, stamp = argument.partition(":")
     if action == "no":
         return ctx.reply("privacy_forget_cancelled")

@@ -4,7 +4,8 @@
 - conversation state (unfinished forms, offered choices) untouched for FLOW_TTL,
 - delivered, failed and undeliverable pushes older than `settings.retention_days`,
 - unanswered-question texts older than `settings.retention_days`,
-- processed-update keys older than UPDATE_TTL (they only catch redeliveries).
+- handled update keys older than UPDATE_TTL (they only catch redeliveries; an update
+  still pending is kept until handled).
 Feedback is kept until its sender deletes it with /forget; profiles and
 subscriptions until the resident deletes them.
 """

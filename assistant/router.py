@@ -15,6 +15,7 @@ from .core import Assistant
 from .messages import Incoming, Reply
 from .platform import Adapter, PermanentFailure, RecipientGone, RetryLater
 from .store.outbox import Outbox, OutboxMessage
+from .store.updates import message_key
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +45,14 @@ class Router:
 
     def _enqueue(self, incoming: Incoming, replies: list[Reply]) -> None:
         outbox = Outbox(self.assistant.db)
-        for reply in replies:
+        # Named after the message when it has an id, so handling it again after a crash
+        # (an adapter replays what it had not marked handled) queues no notice twice.
+        source = message_key(incoming.platform, incoming.chat_id, incoming.message_id)
+        for number, reply in enumerate(replies):
+            key = f"{incoming.kind}:{source}:{number}" if source else uuid.uuid4().hex
             outbox.enqueue(OutboxMessage(
                 platform=reply.platform or incoming.platform, chat_id=reply.chat_id,
-                text=reply.text, dedupe_key=f"notice:{uuid.uuid4().hex}", choices=reply.choices))
+                text=reply.text, dedupe_key=f"notice:{key}", choices=reply.choices))
         wake = getattr(self.assistant, "delivery_wake", None)
         if wake is not None:
             wake()

@@ -136,21 +136,19 @@ async def _until_signalled() -> None:
 
 
 def _telegram(assistant: Assistant):  # type: ignore[no-untyped-def]
-    """The Telegram adapter with the core's command menus and a redelivery filter in the DB."""
+    """The Telegram adapter with the core's command menus, keeping updates in the DB until
+    handled (a crash loses none, a redelivery is answered once)."""
     from adapters.telegram import TelegramAdapter
 
-    updates = Updates(assistant.db)
     return TelegramAdapter(assistant.settings, menus=command_menus(assistant),
-                           dedupe=lambda key: updates.first_time("telegram", key))
+                           log=Updates(assistant.db).of("telegram"))
 
 
 def _matrix(assistant: Assistant):  # type: ignore[no-untyped-def]
-    """The Matrix adapter with a replay filter in the DB (events come again after a lost token)."""
+    """The Matrix adapter with its handled events in the DB (they come again after a lost token)."""
     from adapters.matrix import MatrixAdapter
 
-    updates = Updates(assistant.db)
-    return MatrixAdapter(assistant.settings,
-                         dedupe=lambda key: updates.first_time("matrix", key))
+    return MatrixAdapter(assistant.settings, handled=Updates(assistant.db).of("matrix"))
 
 
 async def _telegram_sender(settings: Settings, rate_limits: bool) -> Adapter:

@@ -4,10 +4,11 @@
                                              [--memory-residents 10000] [--core echo]
 
 The fake Bot API server runs in its own process (`python -m tests.fakes.telegram_server`),
-so the adapter gets a CPU of its own. Updates are handed to PTB's update queue the way
-its Updater does after a getUpdates (at most `--backlog` waiting), and go through the
-whole adapter: redelivery filter (SQLite), Update -> Incoming, the real assistant on the
-shipped knowledge base, and sendMessage over HTTP with rate limits off.
+so the adapter gets a CPU of its own. Updates are handed to the adapter the way its
+Updater does after a getUpdates (at most `--backlog` waiting): each batch of 100 stored
+by the intake in one transaction, then put into PTB's update queue. They go through the
+whole adapter: intake (SQLite), Update -> Incoming, the real assistant on the shipped
+knowledge base, sendMessage over HTTP with rate limits off, the handled mark (SQLite).
 
 1. --messages from --residents distinct residents: handled messages per second;
 2. one message from each of --memory-residents residents: peak RSS of this process.
@@ -159,8 +160,11 @@ async def feed(adapter: TelegramAdapter, counter: Counter, updates: list[dict],
     for first in range(0, len(updates), 100):  # getUpdates returns at most 100
         while put - (counter.done - first_done) > backlog:
             await counter.wait()
-        for data in updates[first:first + 100]:
-            queue.put_nowait(Update.de_json(data, bot))
+        raw = updates[first:first + 100]
+        batch = [Update.de_json(data, bot) for data in raw]
+        await adapter.intake.take_batch(batch, {d["update_id"]: d for d in raw})  # as getUpdates
+        for update in batch:
+            await queue.put(update)
             put += 1
     while counter.done - first_done < len(updates):
         await counter.wait()
@@ -196,9 +200,9 @@ async def run(args: argparse.Namespace) -> None:
                                   "TELEGRAM_BOT_TOKEN": TOKEN,
                                   "TELEGRAM_API_URL": f"http://127.0.0.1:{args.port}"})
     assistant = Assistant(settings)
-    router, updates = Router(assistant), Updates(assistant.db)
+    router = Router(assistant)
     adapter = TelegramAdapter(settings, menus=command_menus(assistant), rate_limits=False,
-                              dedupe=lambda key: updates.first_time("telegram", key))
+                              log=Updates(assistant.db).of("telegram"))
     router.add(adapter)
     counter = Counter(router if args.core == "full" else EchoRouter(adapter))
     print(f"core: {args.core}")

@@ -50,6 +50,9 @@ class FeedbackItem(SQLModel, table=True):
     answer_text: str | None = None
     answered_by: str | None = Field(default=None, max_length=255)
     answered_at: dt.datetime | None = None
+    # A hash of the message it was filed from (`updates.message_key`): a message handled
+    # twice (replayed after a crash) finds its item instead of filing another.
+    source_key: str | None = Field(default=None, max_length=64, unique=True)
 
 
 class FeedbackCounter(SQLModel, table=True):
@@ -72,11 +75,19 @@ class FeedbackStore:
         self.zone = ZoneInfo(timezone)
 
     def file(self, resident_id: int | None, kind: str, text: str, district_id: str | None,
-             reply_wanted: bool) -> FeedbackItem:
-        """Store a new item with a fresh reference; committed when this returns."""
+             reply_wanted: bool, source_key: str | None = None) -> FeedbackItem:
+        """Store a new item with a fresh reference; committed when this returns.
+
+        The item filed before from the same `source_key` is returned instead, if any.
+        """
         for attempt in range(1, FILE_ATTEMPTS + 1):
             try:
-                return self._file_once(resident_id, kind, text, district_id, reply_wanted)
+                if source_key is not None:
+                    existing = self.by_source(source_key)
+                    if existing is not None:
+                        return existing
+                return self._file_once(resident_id, kind, text, district_id, reply_wanted,
+                                       source_key)
             except (IntegrityError, OperationalError):
                 # Two writers took the same number, or SQLite's snapshot went stale: try again.
                 if attempt == FILE_ATTEMPTS:
@@ -85,14 +96,15 @@ class FeedbackStore:
         raise AssertionError("unreachable")
 
     def _file_once(self, resident_id: int | None, kind: str, text: str, district_id: str | None,
-                   reply_wanted: bool) -> FeedbackItem:
+                   reply_wanted: bool, source_key: str | None) -> FeedbackItem:
         now = utcnow()
         year = now.astimezone(self.zone).year
         with self.db.session() as session:
             number = _next_number(session, year)
             item = FeedbackItem(reference=format_reference(year, number), resident_id=resident_id,
                                 kind=kind, district_id=district_id, text=text,
-                                reply_wanted=reply_wanted, created_at=now, updated_at=now)
+                                reply_wanted=reply_wanted, created_at=now, updated_at=now,
+                                source_key=source_key)
             session.add(item)
             session.flush()
             return item
@@ -101,6 +113,12 @@ class FeedbackStore:
         with self.db.session() as session:
             return session.exec(select(FeedbackItem).where(
                 FeedbackItem.reference == reference.strip().upper())).first()
+
+    def by_source(self, source_key: str) -> FeedbackItem | None:
+        """The item filed from this message, if it was filed (see `FeedbackItem.source_key`)."""
+        with self.db.session() as session:
+            return session.exec(select(FeedbackItem).where(
+                FeedbackItem.source_key == source_key)).first()
 
     def open_items(self) -> list[FeedbackItem]:
         """New and answered items, oldest first: the admins' work list."""
@@ -156,7 +174,7 @@ class FeedbackStore:
             items = session.exec(select(FeedbackItem).where(
                 FeedbackItem.resident_id == resident_id)).all()
             for item in items:
-                item.resident_id = None
+                item.resident_id, item.source_key = None, None
                 session.add(item)
             return len(items)
 

@@ -67,9 +67,8 @@ class BotRig:
     async def start(self) -> None:
         """A fresh Assistant, Router and adapter on the same DB and store (a new process)."""
         self.assistant = Assistant(self.settings())
-        updates = Updates(self.assistant.db)
         self.adapter = MatrixAdapter(self.assistant.settings, **self.adapter_options,
-                                     dedupe=lambda key: updates.first_time("matrix", key))
+                                     handled=Updates(self.assistant.db).of("matrix"))
         router = Router(self.assistant)
         router.add(self.adapter)
 

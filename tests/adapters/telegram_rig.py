@@ -87,9 +87,7 @@ async def running_rig(assistant: Assistant, *, enforce_limits: bool = False,
     settings = dataclasses.replace(assistant.settings, telegram_bot_token=TOKEN,
                                    telegram_api_url=server.url, **(env or {}))
     # Each rig gets its own key space: the fake server numbers updates from the same start.
-    updates, space = Updates(assistant.db), next(_rigs)
-    adapter_options.setdefault(
-        "dedupe", lambda key: updates.first_time("telegram", f"{space}:{key}"))
+    adapter_options.setdefault("log", Updates(assistant.db).of(f"telegram-{next(_rigs)}"))
     adapter = TelegramAdapter(settings, menus=command_menus(assistant), poll_timeout=1,
                               **adapter_options)
     rig = TelegramRig(assistant, server, adapter)

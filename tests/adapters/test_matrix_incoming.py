@@ -83,8 +83,11 @@ def test_history_seen_on_joining_is_answered_in_a_direct_chat_but_not_in_a_group
     assert incoming_from(question, room(ANNA, BERTIL), BOT, before_join=True) is None
 
 
-def test_recent_events_pass_each_event_id_once() -> None:
+def test_recent_events_know_each_handled_event_id() -> None:
     recent = RecentEvents(capacity=2)
-
-    assert [recent.first_time(k) for k in ("$a", "$a", "$b", "$c", "$a")] == [
-        True, False, True, True, True]  # "$a" forgotten beyond the capacity
+    assert not recent.is_handled("$a")
+    recent.handled(["$a"])
+    assert recent.is_handled("$a")
+    recent.handled(["$b", "$c"])
+    assert [recent.is_handled(k) for k in ("$a", "$b", "$c")] == [
+        False, True, True]  # "$a" forgotten beyond the capacity

@@ -15,7 +15,7 @@ from assistant.menus import command_menus
 from assistant.messages import Choice, Reply
 from assistant.platform import RecipientGone, RetryLater
 from assistant.runtime import _telegram
-from assistant.store.updates import Updates
+from assistant.store.updates import Entry, Updates
 from tests.adapters.telegram_rig import (
     BOT_NAME,
     TOKEN,
@@ -292,11 +292,12 @@ async def test_webhook_mode_checks_the_secret_on_every_request(assistant: Assist
     assert len(rig.server.texts_to(user["id"])) == 1
 
 
-def test_runtime_wires_menus_and_a_database_redelivery_filter(
+def test_runtime_wires_menus_and_an_update_log_in_the_database(
         assistant: Assistant, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = dataclasses.replace(assistant.settings, telegram_bot_token=TOKEN)
     monkeypatch.setattr(assistant, "settings", settings)
     adapter = _telegram(assistant)
     assert adapter.menus == command_menus(assistant)
-    assert adapter.dedupe("wiring-check-1") and not adapter.dedupe("wiring-check-1")
-    assert Updates(assistant.db).first_time("telegram", "wiring-check-1") is False
+    log = adapter.intake.log
+    assert log.take([Entry("wiring-check-1", "{}")]) == {"wiring-check-1"}
+    assert Updates(assistant.db).of("telegram").pending() == ["wiring-check-1"]

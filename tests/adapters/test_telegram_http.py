@@ -10,7 +10,9 @@ from telegram import Bot, Update
 from telegram.error import NetworkError, TimedOut
 
 from adapters.telegram_http import AiohttpRequest
-from adapters.telegram_queue import ChatOrderedProcessor, RecentUpdates
+from adapters.telegram_intake import RecentUpdates
+from adapters.telegram_queue import ChatOrderedProcessor
+from assistant.store.updates import Entry
 from tests.adapters.telegram_rig import TOKEN
 from tests.fakes.telegram_server import FakeTelegramServer
 
@@ -84,6 +86,10 @@ async def test_one_chat_in_order_other_chats_alongside() -> None:
 
 def test_recent_updates_forget_the_oldest() -> None:
     recent = RecentUpdates(capacity=2)
-    assert recent.first_time("1") and recent.first_time("2") and not recent.first_time("1")
-    assert recent.first_time("3")  # "2" was the oldest and is forgotten
-    assert recent.first_time("2") and not recent.first_time("3")
+
+    def new(key: str) -> bool:
+        return recent.take([Entry(key, "{}")]) == {key}
+
+    assert new("1") and new("2") and not new("1")
+    assert new("3")  # "2" was the oldest and is forgotten
+    assert new("2") and not new("3")

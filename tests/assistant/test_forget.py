@@ -15,7 +15,7 @@ from assistant.store.feedback import FeedbackItem
 from assistant.store.news import Subscription
 from assistant.store.outbox import OutboxRow
 from assistant.store.residents import ConversationState, utcnow
-from assistant.store.updates import Updates
+from assistant.store.updates import Entry, Updates
 from tests.conftest import REPO, SAMPLE_KNOWLEDGE, make_settings
 
 USER = "5550123987"  # distinctive: a substring of both the platform id and the chat id
@@ -111,7 +111,10 @@ async def test_forget_leaves_no_trace_of_the_platform_or_chat_id(any_bot, chat_f
     _, neighbours_ref = await busy_resident(bot, chat_factory, user_id="4440001")
     await chat.send("/palaute")  # an unfinished form with offered choices
     await publish_news(bot, chat_factory)
-    Updates(bot.db).first_time("telegram", 987654321)
+    log = Updates(bot.db).of("telegram")
+    log.handled(["987654321"])
+    log.take([Entry("987654322", f'{{"message": {{"from": {{"id": {USER}}}}}}}', USER),
+              Entry("987654323", '{"message": {"from": {"id": 4440001}}}', "4440001")])
     assert leftovers(bot, USER), "the set-up should have stored the ids"
     pending = [r for r in rows(bot, OutboxRow) if r.chat_id == f"chat-{USER}"]
     assert pending and pending[0].status == "pending"
@@ -130,6 +133,7 @@ async def test_forget_leaves_no_trace_of_the_platform_or_chat_id(any_bot, chat_f
     assert {s.resident_id for s in rows(bot, Subscription)} == {neighbour_row.id}
     assert {r.chat_id for r in rows(bot, OutboxRow)} == {"chat-4440001"}
     assert forgotten not in {s.resident_id for s in rows(bot, ConversationState)}
+    assert log.pending() == ["987654323"]  # the neighbour's update still waits to be handled
 
 
 async def test_typing_one_confirms_where_there_are_no_buttons(bot, chat_factory):

@@ -13,7 +13,7 @@ from assistant.core import Assistant
 from assistant.store.feedback import FeedbackItem
 from assistant.store.outbox import FAILED, GONE, PENDING, SENT, Outbox, OutboxMessage, OutboxRow
 from assistant.store.residents import ConversationState, utcnow
-from assistant.store.updates import ProcessedUpdate, Updates
+from assistant.store.updates import Entry, ProcessedUpdate, Updates
 from tests.conftest import SAMPLE_KNOWLEDGE, make_settings
 
 NOW = dt.datetime(2027, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -86,13 +86,14 @@ async def test_finished_pushes_older_than_the_retention_period_are_deleted(bot):
                                                                        "recent-sent"]
 
 
-async def test_processed_update_keys_go_after_two_days(bot):
-    updates = Updates(bot.db)
-    updates.first_time("telegram", 1, now=NOW - dt.timedelta(days=3))
-    updates.first_time("telegram", 2, now=NOW - dt.timedelta(hours=30))
+async def test_handled_update_keys_go_after_two_days_pending_ones_stay(bot):
+    log = Updates(bot.db).of("telegram")
+    log.handled(["1"], now=NOW - dt.timedelta(days=3))
+    log.handled(["2"], now=NOW - dt.timedelta(hours=30))
+    log.take([Entry("3", "{}")], now=NOW - dt.timedelta(days=3))  # never handled: kept
     pruned = await retention.prune(bot, NOW)
     assert pruned.updates == 1
-    assert [u.update_key for u in all_rows(bot, ProcessedUpdate)] == ["2"]
+    assert sorted(u.update_key for u in all_rows(bot, ProcessedUpdate)) == ["2", "3"]
 
 
 async def test_unanswered_question_texts_go_after_the_retention_period(bot):

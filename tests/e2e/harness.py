@@ -452,11 +452,30 @@ class Deployment:
     def expire_leases(self) -> int:
         """Let the dead process's leases run out now instead of after `lease_seconds` (30 s).
 
-        Exactly what waiting would do: rows still "sending" become claimable. Returns them.
+        Exactly what waiting would do: outbox rows still "sending" become claimable, and
+        so do the updates it took in and did not handle. Returns the outbox rows.
         """
+        self.expire_intake_leases()
         return self.execute("UPDATE outbox SET not_before = '2000-01-01 00:00:00.000000', "
                             "lease_until = '2000-01-01 00:00:00.000000' "
                             "WHERE status = 'sending'")
+
+    def expire_intake_leases(self) -> int:
+        """The dead process's pending updates, claimable at the next start (after 30 s
+        otherwise). Returns how many there are."""
+        return self.execute("UPDATE processedupdate SET lease_until = "
+                            "'2000-01-01 00:00:00.000000' WHERE lease_until IS NOT NULL")
+
+    def pending_updates(self) -> set[int]:
+        """Telegram updates taken in and not yet handled."""
+        return {int(key) for (key,) in self.query(
+            "SELECT update_key FROM processedupdate WHERE platform = 'telegram' "
+            "AND lease_until IS NOT NULL")}
+
+    def handled_updates(self) -> set[int]:
+        return {int(key) for (key,) in self.query(
+            "SELECT update_key FROM processedupdate WHERE platform = 'telegram' "
+            "AND lease_until IS NULL")}
 
     def seed_subscribers(self, user_ids: Iterable[int], district_id: str,
                          language: str = "fi") -> None:
