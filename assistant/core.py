@@ -89,8 +89,7 @@ class Assistant:
             return [Reply(self.texts.get(lang, "internal_error"))]
 
     async def _handle(self, incoming: Incoming) -> list[Reply]:
-        ctx = self.context_for(incoming)
-        flow, offered = self.residents.snapshot(ctx.resident.id)
+        ctx, flow, offered = self._arrive(incoming)
         replies = await self._route(ctx, flow, offered)
         self._remember_choices(ctx, replies, offered)
         return replies
@@ -127,16 +126,22 @@ class Assistant:
 
     def context_for(self, incoming: Incoming) -> Context:
         """Find or create the resident and settle the language of this reply."""
+        return self._arrive(incoming)[0]
+
+    def _arrive(self, incoming: Incoming) -> tuple[Context, Flow | None, list[tuple[str, str]]]:
+        """The context, the open dialogue and the choices last offered: one read per message."""
         hint = incoming.language_hint[:2].lower()
         first_language = hint if hint in LANGUAGES else self.settings.default_language
         private_chat = None if incoming.group else incoming.chat_id
-        resident, _ = self.residents.get_or_create(
+        arrival = self.residents.arrive(
             incoming.platform, incoming.user_id, private_chat, first_language)
+        resident = arrival.resident
         language = resident.language
         is_command = commands.parse(incoming.text) is not None
         if not resident.language_chosen and incoming.text and not incoming.choice and not is_command:
             language = self.languages.guess(incoming.text) or language
-        return Context(incoming, resident, language, self, self.roles_of(incoming))
+        ctx = Context(incoming, resident, language, self, self.roles_of(incoming))
+        return ctx, arrival.flow, arrival.offered
 
     async def _dispatch_command(self, ctx: Context, parsed: commands.ParsedCommand) -> list[Reply]:
         command = self.commands.find(parsed.name)

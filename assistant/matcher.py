@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import lru_cache
 
 from rapidfuzz import fuzz, process
 
@@ -36,6 +37,9 @@ SHORT_WORD = 4            # unknown words this short are mostly chat filler ...
 SHORT_WEIGHT = 0.6        # ... and weigh this share of a longer unknown word
 CHATTER_WORDS = 6         # beyond this many content words, unknown words weigh less
 PROMINENT_SHARE = 3.0    # a key in a third of the phrasings counts as fully prominent
+KEEP_SCORED = 5          # scores reported in Match.scores; the decision reads the top 3
+DECISIONS_KEPT = 4096    # recent questions (by their words) whose Match is kept (1.4 MB full)
+READINGS_KEPT = 8192     # recent words whose index keys are remembered (about 2.6 MB full)
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,15 @@ class Matcher:
             self._index_topic(topic)
         count = max(len(self._topic_keys), 1)
         self._idf = {k: math.log((count + 1) / (len(t) + 0.5)) for k, t in self._postings.items()}
+        self._title_mass = {tid: sum(self._idf[k] for k in keys) or 1.0
+                            for tid, keys in self._title_keys.items()}
+        # Only the best similarity of a topic's phrasings counts: a repeated one adds nothing.
+        self._phrases = {tid: list(dict.fromkeys(p)) for tid, p in self._phrases.items()}
         self._vocabulary = list(self._postings)
+        self._near_lengths: dict[tuple[int, int], list[str]] = {}
+        # Both depend only on their argument and this index, which never changes.
+        self._decide_words = lru_cache(maxsize=DECISIONS_KEPT)(self._decide_uncached)
+        self._word_readings = lru_cache(maxsize=READINGS_KEPT)(self._word_readings_uncached)
         # A word no topic knows may be what was asked (off-topic) or chatter around it.
         self._unknown_mass = UNKNOWN_WEIGHT * max(self._idf.values(), default=1.0)
         self._by_head: dict[str, list[str]] = defaultdict(list)
@@ -105,26 +117,30 @@ class Matcher:
         self._order[topic.id] = len(self._order)
 
     def match(self, question: str) -> Match:
-        """Score every topic that shares a key with `question` and decide."""
-        exact = self._exact.get(_plain(question))
+        """Score every topic that shares a key with `question` and decide.
+
+        The decision depends only on the question's words and this index, which never
+        changes (an edit builds a new Matcher), so recent decisions are remembered.
+        """
+        return self._decide_words(tuple(textnorm.words(question)))
+
+    def _decide_uncached(self, words: tuple[str, ...]) -> Match:
+        """`match` for a question's words, without the memory of recent decisions."""
+        exact = self._exact.get(" ".join(textnorm.fold(w) for w in words))
         if exact:
             return Match(exact, 1.0, scores=((exact, 1.0),))
-        query = self._query_keys(question)
+        query = self._query_keys(words)
         if not query:
             return Match(None, 0.0)
-        ranked = self._rank(question, query)
-        return _decide(ranked)
+        return _decide(self._rank(query))
 
-    def _query_keys(self, question: str) -> list[list[_QueryKey]]:
+    def _query_keys(self, words: tuple[str, ...]) -> list[tuple[_QueryKey, ...]]:
         """For each content word, the index keys it may stand for (best reading first)."""
-        found = []
-        for word in textnorm.content_words(question):
-            readings = self._readings(word)
-            if readings:
-                found.append(readings)
-            else:  # an unknown word still counts as asked; it keeps its own spelling
-                found.append([_QueryKey("", 0.0, textnorm.fold(word))])
-        return found
+        return [self._word_readings(word) for word in textnorm.content_words_of(words)]
+
+    def _word_readings_uncached(self, word: str) -> tuple[_QueryKey, ...]:
+        """A word's readings; an unknown word still counts as asked, in its own spelling."""
+        return tuple(self._readings(word)) or (_QueryKey("", 0.0, textnorm.fold(word)),)
 
     def _readings(self, word: str) -> list[_QueryKey]:
         variants = textnorm.key_variants(word)
@@ -170,12 +186,26 @@ class Matcher:
             if len(variant) < 4:
                 continue
             cutoff = FUZZY_CUTOFF if len(variant) >= 6 else 88
-            hit = process.extractOne(variant, self._vocabulary, scorer=fuzz.ratio, score_cutoff=cutoff)
+            hit = process.extractOne(variant, self._near_in_length(len(variant), cutoff),
+                                     scorer=fuzz.ratio, score_cutoff=cutoff)
             if hit and (best is None or hit[1] / 100 > best.weight):
                 best = _QueryKey(hit[0], FUZZY_WEIGHT * hit[1] / 100)
         return [best] if best else []
 
-    def _rank(self, question: str, query: list[list[_QueryKey]]) -> list[tuple[str, float]]:
+    def _near_in_length(self, length: int, cutoff: int) -> list[str]:
+        """The keys whose length lets `fuzz.ratio` reach `cutoff` with a word of `length`.
+
+        The ratio is at most 200 * shorter / (sum of lengths): longer or shorter keys
+        can never match, so they are left out (in vocabulary order, so ties pick the same key).
+        """
+        found = self._near_lengths.get((length, cutoff))
+        if found is None:
+            found = [k for k in self._vocabulary
+                     if 200 * min(len(k), length) / (len(k) + length) >= cutoff - 1e-6]
+            self._near_lengths[(length, cutoff)] = found
+        return found
+
+    def _rank(self, query: list[tuple[_QueryKey, ...]]) -> list[tuple[str, float]]:
         # Long questions carry chatter around the point: each unknown word weighs less.
         unknown = self._unknown_mass * min(1.0, CHATTER_WORDS / max(len(query), 1))
         word_mass = [max(self._idf.get(r.key, 0.0) for r in readings)
@@ -196,20 +226,44 @@ class Matcher:
                 coverage[topic_id] += value / total
         candidates = sorted(coverage.items(), key=lambda kv: -kv[1])[:MAX_CANDIDATES]
         query_string = " ".join(r[0].key or r[0].unknown for r in query)
-        scored = [(tid, self._score(tid, cov, query_string, matched[tid])) for tid, cov in candidates]
+        return self._best_scored(candidates, query_string, matched)
+
+    def _best_scored(self, candidates: list[tuple[str, float]], query_string: str,
+                     matched: dict[str, set[str]]) -> list[tuple[str, float]]:
+        """The candidates' scores, best first; exact for at least the best KEEP_SCORED.
+
+        The phrasing similarity (rapidfuzz) is the costly part and at most 1, so a
+        candidate's score has a ceiling without it. Candidates are scored in order of
+        their ceilings and the rest are left out once a ceiling falls below the
+        KEEP_SCORED-th best score: they could not reach the top, which is all `_decide`
+        and `Match.scores` read.
+        """
+        bounded = []
+        for topic_id, coverage in candidates:
+            title_cover = (sum(self._idf[k] for k in self._title_keys[topic_id]
+                               if k in matched[topic_id]) / self._title_mass[topic_id])
+            ceiling = _score(coverage, 1.0, title_cover)
+            bounded.append((ceiling, topic_id, coverage, title_cover))
+        bounded.sort(key=lambda b: -b[0])
+        scored: list[tuple[str, float]] = []
+        best: list[float] = []  # the KEEP_SCORED best scores so far, highest first
+        for ceiling, topic_id, coverage, title_cover in bounded:
+            if len(best) == KEEP_SCORED and ceiling < best[-1]:
+                break
+            hit = process.extractOne(query_string, self._phrases.get(topic_id, []),
+                                     scorer=fuzz.token_set_ratio)
+            score = _score(coverage, hit[1] / 100 if hit else 0.0, title_cover)
+            scored.append((topic_id, score))
+            best = sorted(best + [score], reverse=True)[:KEEP_SCORED]
         return sorted(scored, key=lambda kv: (-kv[1], self._order[kv[0]]))
 
-    def _score(self, topic_id: str, coverage: float, query_string: str, matched: set[str]) -> float:
-        """Mostly how much of the question the topic covers; then its closest phrasing and title."""
-        hit = process.extractOne(query_string, self._phrases[topic_id], scorer=fuzz.token_set_ratio)
-        similarity = hit[1] / 100 if hit else 0.0
-        title = self._title_keys[topic_id]
-        title_cover = (sum(self._idf[k] for k in title if k in matched)
-                       / (sum(self._idf[k] for k in title) or 1.0))
-        support = min(coverage * 2, 1.0)
-        return round(COVERAGE_WEIGHT * coverage
-                     + (1 - COVERAGE_WEIGHT) * similarity * support
-                     + TITLE_BONUS * title_cover * support, 4)
+
+def _score(coverage: float, similarity: float, title_cover: float) -> float:
+    """Mostly how much of the question the topic covers; then its closest phrasing and title."""
+    support = min(coverage * 2, 1.0)
+    return round(COVERAGE_WEIGHT * coverage
+                 + (1 - COVERAGE_WEIGHT) * similarity * support
+                 + TITLE_BONUS * title_cover * support, 4)
 
 
 def _plain(text: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+from typing import Iterable
 
 import snowballstemmer
 
@@ -23,6 +24,7 @@ _STEMMERS = {
 _FOLD = str.maketrans({"ä": "a", "ö": "o", "å": "a", "é": "e", "è": "e", "ü": "u", "æ": "a",
                        "ø": "o", "š": "s", "ž": "z", "á": "a", "à": "a", "í": "i", "ó": "o"})
 _WORD = re.compile(r"[^\W_]+(?:[-'’][^\W_]+)*", re.UNICODE)
+_PART_BREAK = re.compile(r"[-']")
 MAX_WORDS = 60  # a question longer than this is judged on its first 60 words
 
 
@@ -41,16 +43,30 @@ def fold(word: str) -> str:
 
 def words(text: str) -> list[str]:
     """Lower-case words of `text`; hyphenated compounds are split into their parts too."""
+    return list(_words(text))  # a list of one's own: callers may change it
+
+
+@lru_cache(maxsize=256)  # a message's text is split by the guesser, the matcher, intents ...
+def _words(text: str) -> tuple[str, ...]:
     found: list[str] = []
     for match in _WORD.finditer(normalise(text)):
-        word = match.group(0).replace("’", "'")
-        parts = [p for p in re.split(r"[-']", word) if p]
-        found.extend(parts if len(parts) > 1 else [word.replace("'", "")])
-        if len(parts) > 1:
-            found.append("".join(parts))
+        word = match.group(0)
+        if "-" in word or "'" in word or "’" in word:
+            found.extend(_parts(word))
+        else:  # most words: nothing to split
+            found.append(word)
         if len(found) >= MAX_WORDS:
             break
-    return found[:MAX_WORDS]
+    return tuple(found[:MAX_WORDS])
+
+
+def _parts(word: str) -> list[str]:
+    """"lähi-ilta" -> lähi, ilta and lähiilta; "it’s" -> it, s and its."""
+    word = word.replace("’", "'")
+    parts = [p for p in _PART_BREAK.split(word) if p]
+    if len(parts) > 1:
+        return [*parts, "".join(parts)]
+    return [word.replace("'", "")]
 
 
 @lru_cache(maxsize=65536)
@@ -77,7 +93,12 @@ def is_stopword(word: str) -> bool:
 
 def content_words(text: str) -> list[str]:
     """The words of `text` that can carry a topic, in order, stop words dropped."""
-    return [w for w in words(text) if not is_stopword(w) and (len(w) > 1 or w.isdigit())]
+    return content_words_of(words(text))
+
+
+def content_words_of(found: Iterable[str]) -> list[str]:
+    """`content_words` of words already split by `words()`."""
+    return [w for w in found if not is_stopword(w) and (len(w) > 1 or w.isdigit())]
 
 
 def keys(text: str, language: str) -> list[str]:

@@ -10,7 +10,7 @@ import datetime as dt
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, or_, update
+from sqlalchemy import bindparam, delete, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, col, select
 
@@ -214,24 +214,23 @@ class UnansweredQuestions:
         self.db = db
 
     def heads(self, language: str) -> list[tuple[int, str]]:
-        """(group id, normalised first text) of the open groups in `language`."""
-        with self.db.session() as session:
-            rows = session.exec(_open_rows().where(
-                UnansweredQuestion.language == language,
-                col(UnansweredQuestion.id) == col(UnansweredQuestion.group_id))).all()
-            return [(row.id, row.normalised) for row in rows]
+        """(group id, normalised first text) of the open groups in `language`.
+
+        Read for every unanswered question, so two columns through Core, not ORM rows.
+        """
+        with self.db.engine.connect() as connection:
+            rows = connection.execute(_OPEN_HEADS, {"language": language})
+            return [(group_id, normalised) for group_id, normalised in rows]
 
     def add(self, text: str, normalised: str, language: str, group_id: int | None) -> int:
         """Store a question in a group (a new one when `group_id` is None); its group id."""
-        with self.db.session() as session:
-            row = UnansweredQuestion(text=text, normalised=normalised, language=language,
-                                     group_id=group_id)
-            session.add(row)
-            session.flush()
-            if row.group_id is None:  # the first of a new group names it
-                row.group_id = row.id
-                session.add(row)
-            return row.group_id or 0
+        values = dict(text=text, normalised=normalised, language=language, group_id=group_id,
+                      created_at=utcnow())
+        with self.db.engine.begin() as connection:
+            row_id = connection.execute(_NEW_QUESTION, values).inserted_primary_key[0]
+            if group_id is None:  # the first of a new group names it
+                connection.execute(_NAME_GROUP, {"row": row_id})
+            return group_id or row_id
 
     def groups(self, limit: int) -> list[QuestionGroup]:
         """The open groups, most asked first."""
@@ -267,13 +266,24 @@ class UnansweredQuestions:
             return result.rowcount or 0
 
 
-def _open_rows():
-    """Questions not linked, or linked by a revision that was undone since."""
-    return (select(UnansweredQuestion)
+def _open_rows(*columns):
+    """Questions (or some of their columns) not linked, or linked by a revision undone since."""
+    return (select(*(columns or (UnansweredQuestion,)))
             .join(AnswerRevision, isouter=True,
                   onclause=col(AnswerRevision.id) == col(UnansweredQuestion.linked_revision_id))
             .where(or_(col(UnansweredQuestion.linked_revision_id).is_(None),
                        col(AnswerRevision.undone).is_(True))))
+
+
+# Statements of the per-question path, built once (building them costs more than running).
+_OPEN_HEADS = _open_rows(col(UnansweredQuestion.id), col(UnansweredQuestion.normalised)).where(
+    col(UnansweredQuestion.language) == bindparam("language"),
+    col(UnansweredQuestion.id) == col(UnansweredQuestion.group_id)).order_by(
+    col(UnansweredQuestion.id))
+_NEW_QUESTION = UnansweredQuestion.__table__.insert()  # type: ignore[attr-defined]
+_NAME_GROUP = (update(UnansweredQuestion)
+               .where(col(UnansweredQuestion.id) == bindparam("row"))
+               .values(group_id=bindparam("row")))
 
 
 class AuditLog:
