@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,15 @@ def _parse_quiet_hours(raw: str) -> tuple[int, int] | None:
     if not all(0 <= h <= 23 for h in hours):
         raise ValueError(f"QUIET_HOURS must look like 22-08, got {raw!r}")
     return hours
+
+
+def _webhook_secret(token: str, webhook_url: str) -> str:
+    """The webhook's secret when none is configured: the same in every process of one bot
+    (a random one each would make the last process to start reject the others' updates),
+    and not the token itself (Telegram sends the secret in every request)."""
+    if not (token and webhook_url):
+        return ""
+    return hashlib.sha256(f"asukasbotti-webhook:{token}".encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -100,7 +110,9 @@ class Settings:
             telegram_webhook_url=get("TELEGRAM_WEBHOOK_URL", ""),
             telegram_webhook_listen=get("TELEGRAM_WEBHOOK_LISTEN") or "127.0.0.1",
             telegram_webhook_port=int(get("TELEGRAM_WEBHOOK_PORT") or 8443),
-            telegram_webhook_secret=get("TELEGRAM_WEBHOOK_SECRET", ""),
+            telegram_webhook_secret=(get("TELEGRAM_WEBHOOK_SECRET", "")
+                                     or _webhook_secret(get("TELEGRAM_BOT_TOKEN", ""),
+                                                        get("TELEGRAM_WEBHOOK_URL", ""))),
             matrix_homeserver=get("MATRIX_HOMESERVER", ""),
             matrix_user_id=get("MATRIX_USER_ID", ""),
             matrix_password=get("MATRIX_PASSWORD", ""),

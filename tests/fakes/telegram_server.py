@@ -6,9 +6,13 @@ errors, records what the bot sent, injects updates as residents would, and can
 misbehave on purpose: flood limits (429), blocked chats (403), server errors,
 slow answers and dropped connections. See https://core.telegram.org/bots/api.
 
+Webhook delivery (`telegram_webhook`) is Telegram's: several connections at once,
+one chat's updates in order, a failed delivery posted again with the same update_id.
+
 Deliberate deviations: webhooks may be plain http on loopback; a failed webhook
-delivery is retried a few times and then given up (Telegram keeps trying for
-hours); only the methods an assistant bot needs exist, others answer 404.
+delivery is retried a few times, sooner than Telegram would, and then given up
+(Telegram keeps trying for hours); only the methods an assistant bot needs exist,
+others answer 404.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from tests.fakes.telegram_api import (
 )
 from tests.fakes.telegram_limits import Fault, FaultPlan, FloodLimiter
 from tests.fakes.telegram_markup import EntityParseError, detect_entities, format_text, utf16_len
+from tests.fakes.telegram_webhook import WebhookDelivery
 from tests.fakes.telegram_world import TelegramWorld
 
 log = logging.getLogger(__name__)
@@ -66,6 +71,7 @@ class FakeTelegramServer(TelegramWorld):
         enforce_limits: bool = False,
         clock: Callable[[], float] = time.monotonic,
         webhook_retries: int = 3,
+        webhook_timeout: float = 10.0,
     ) -> None:
         prefix = token.split(":", 1)[0]
         super().__init__({
@@ -77,7 +83,6 @@ class FakeTelegramServer(TelegramWorld):
         self.token = token
         self.enforce_limits = enforce_limits
         self.limiter = FloodLimiter(clock)
-        self.webhook_retries = webhook_retries
         self._clock = clock
         self._faults = FaultPlan()
         self._methods = self._method_table()
@@ -90,8 +95,9 @@ class FakeTelegramServer(TelegramWorld):
         self.uploads: list[JSON] = []
         self.rejected_429 = 0
         self.webhook: JSON | None = None
-        self.webhook_deliveries: list[JSON] = []
-        self.failed_webhook_deliveries: list[JSON] = []
+        self.delivery = WebhookDelivery(self._next_for_webhook, self._give_back,
+                                        self._check_waiters, webhook_retries,
+                                        timeout=webhook_timeout, clock=clock)
         self.injected: list[JSON] = []
         self._callbacks: dict[str, bool] = {}  # callback_query_id -> answered
         self._next_update_id = 100_000_001
@@ -105,7 +111,6 @@ class FakeTelegramServer(TelegramWorld):
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._webhook_task: asyncio.Task[None] | None = None
         self._port = 0
 
     # ----------------------------------------------------------------- lifecycle
@@ -122,15 +127,14 @@ class FakeTelegramServer(TelegramWorld):
         await site.start()
         self._port = self._runner.addresses[0][1]
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        self.delivery.session = self._session
         log.debug("fake Telegram listening on %s", self.url)
 
     async def stop(self) -> None:
         """Answer open long polls, stop webhook delivery, close the listener."""
         self._closing.set()
         self._notify()
-        if self._webhook_task:
-            self._webhook_task.cancel()
-            await asyncio.gather(self._webhook_task, return_exceptions=True)
+        await self.delivery.close()
         if self._session:
             await self._session.close()
         if self._runner:
@@ -322,13 +326,13 @@ class FakeTelegramServer(TelegramWorld):
         if "allowed_updates" in params:
             self._allowed_updates = set(params["allowed_updates"] or ()) or None
         self.webhook = {"url": url, "secret_token": params.get("secret_token")}
-        if self._webhook_task is None or self._webhook_task.done():
-            self._webhook_task = asyncio.create_task(self._webhook_worker())
+        self.delivery.set(url, params.get("secret_token"), params.get("max_connections"))
         self._notify()
         return True
 
     async def _delete_webhook(self, params: JSON) -> bool:
         self.webhook = None
+        self.delivery.delete()
         if params.get("drop_pending_updates"):
             self._pending.clear()
         self._notify()
@@ -338,53 +342,45 @@ class FakeTelegramServer(TelegramWorld):
         info: JSON = {
             "url": "",
             "has_custom_certificate": False,
-            "pending_update_count": len(self._pending),
+            "pending_update_count": len(self._pending) + len(self._redelivered)
+            + self.delivery.loaded,
         }
-        if self.webhook:
-            info.update(url=self.webhook["url"], max_connections=40)
+        if self.webhook and self.delivery.config:
+            info.update(url=self.webhook["url"],
+                        max_connections=self.delivery.config["max_connections"])
         return info
 
-    async def _webhook_worker(self) -> None:
-        """POST pending updates one by one to the webhook, in order."""
-        while self.webhook and not self._closing.is_set():
-            queue = self._redelivered or self._pending
-            if not queue:
-                await self._wakeup.wait()
-                continue
-            update = queue.popleft()
-            try:
-                if self._allowed(update):
-                    await self._post_update(update)
-            except Exception:
-                log.exception("webhook delivery of update %s crashed", update.get("update_id"))
+    def _next_for_webhook(self) -> JSON | None:
+        """The next update for the webhook to post (a redelivery first), None if none."""
+        while self._redelivered or self._pending:
+            update = (self._redelivered or self._pending).popleft()
+            if self._allowed(update):
+                return update
+        return None
 
-    async def _post_update(self, update: JSON) -> None:
-        assert self._session is not None and self.webhook is not None
-        headers = {}
-        if self.webhook.get("secret_token"):
-            headers["X-Telegram-Bot-Api-Secret-Token"] = self.webhook["secret_token"]
-        error = ""
-        for attempt in range(self.webhook_retries + 1):
-            try:
-                async with self._session.post(
-                    self.webhook["url"], json=update, headers=headers
-                ) as response:
-                    if 200 <= response.status < 300:
-                        self.webhook_deliveries.append({"update": update, "attempts": attempt + 1})
-                        self._check_waiters()
-                        return
-                    error = f"Wrong response from the webhook: {response.status}"
-            except (aiohttp.ClientError, OSError) as exc:
-                error = f"Connection failed: {exc!r}"
-            await self._sleep(0.05 * 2**attempt)
-        log.warning("webhook delivery of update %s failed: %s", update["update_id"], error)
-        self.failed_webhook_deliveries.append({"update": update, "error": error})
-        self._check_waiters()
+    def _give_back(self, updates: list[JSON]) -> None:
+        """Updates the webhook did not deliver before it was deleted: pending again, in order."""
+        self._pending = deque(sorted([*updates, *self._pending], key=lambda u: u["update_id"]))
+
+    @property
+    def webhook_deliveries(self) -> list[JSON]:
+        """Updates the webhook answered with a 2xx: {"update", "attempts"}."""
+        return self.delivery.delivered
+
+    @webhook_deliveries.setter
+    def webhook_deliveries(self, deliveries: list[JSON]) -> None:
+        self.delivery.delivered = deliveries
+
+    @property
+    def failed_webhook_deliveries(self) -> list[JSON]:
+        """Updates given up after every retry failed: {"update", "error"}."""
+        return self.delivery.failed
 
     def _notify(self) -> None:
-        """Wake long polls and the webhook worker."""
+        """Wake long polls and the webhook's delivery."""
         self._wakeup.set()
         self._wakeup = asyncio.Event()
+        self.delivery.wake()
 
     # ------------------------------------------------------------- sending
 
