@@ -320,7 +320,8 @@ def _build(settings: Settings, processor: ChatOrderedProcessor, intake: Intake,
                     base_file_url=f"{api}/file/bot", request=AiohttpRequest(),
                     get_updates_request=AiohttpRequest(pool_size=1), rate_limiter=limiter)
     bot.attach(intake)
-    return (ApplicationBuilder().bot(bot).update_queue(IntakeQueue(intake))
+    queue = IntakeQueue(intake, hold_webhook=bool(settings.telegram_webhook_url))
+    return (ApplicationBuilder().bot(bot).update_queue(queue)
             .concurrent_updates(processor).job_queue(None).build())
 
 

@@ -25,6 +25,9 @@ from assistant.store.updates import Claimed, Entry
 
 logger = logging.getLogger(__name__)
 CLAIM_BATCH = 100  # pending updates claimed per transaction
+# How long a webhook answer waits for its update to be handled; past it the update (stored)
+# is confirmed anyway, rather than have Telegram time out and post it again.
+WEBHOOK_HOLD_SECONDS = 30.0
 
 
 class UpdateLog(Protocol):
@@ -81,6 +84,7 @@ class Intake:
         self.log = log
         self.held: set[int] = set()  # taken or claimed here, not yet handled
         self._polled: dict[int, bool] = {}  # update id -> new, for the Updater's next puts
+        self._waiting: dict[int, asyncio.Future[None]] = {}  # webhook updates not yet handled
 
     @property
     def sweep_seconds(self) -> float:
@@ -93,6 +97,10 @@ class Intake:
         `raw` is the JSON as Telegram sent it, by update id (else rebuilt from the objects)."""
         new = await self._take(updates, raw or {})
         self._polled.update((u.update_id, str(u.update_id) in new) for u in updates)
+
+    def polled(self, update: Update) -> bool:
+        """Whether the update came in a getUpdates batch (else by webhook)."""
+        return update.update_id in self._polled
 
     async def admit(self, update: Update) -> bool:
         """True when the update is ours to handle; False for one taken in before."""
@@ -112,6 +120,21 @@ class Intake:
         """The update was handled (answers sent or failed): it is not replayed."""
         self.held.discard(update.update_id)
         self.log.handled([str(update.update_id)])
+        waiter = self._waiting.pop(update.update_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def until_handled(self, update: Update, timeout: float) -> None:
+        """Return once the update was handled, or after `timeout` (it is stored either way)."""
+        waiter = self._waiting.setdefault(update.update_id,
+                                          asyncio.get_running_loop().create_future())
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except asyncio.TimeoutError:
+            logger.warning("Telegram: update %s not handled within %.0f s; confirmed anyway",
+                           update.update_id, timeout)
+        finally:
+            self._waiting.pop(update.update_id, None)
 
     async def claim(self, bot: ExtBot[Any]) -> list[Update]:
         """Renew our leases, then claim updates whose process died; oldest first."""
@@ -139,6 +162,9 @@ class Intake:
     async def release(self) -> None:
         """At a clean stop: what is still held goes to the next start at once."""
         self._polled.clear()
+        for waiter in self._waiting.values():
+            if not waiter.done():
+                waiter.set_result(None)
         if self.held:
             await asyncio.to_thread(self.log.release, [str(k) for k in self.held])
             self.held.clear()
@@ -168,17 +194,31 @@ class IntakeBot(ExtBot[Any]):
 
 
 class IntakeQueue(asyncio.Queue):  # type: ignore[type-arg]
-    """PTB's update queue: an update enters it only once stored, and only once ever."""
+    """PTB's update queue: an update enters it only once stored, and only once ever.
 
-    def __init__(self, intake: Intake):
+    With `hold_webhook` set, a webhook update's `put` (and so PTB's 200 to Telegram) also
+    waits until the update was handled: Telegram posts a chat's next update only after the
+    previous one was answered, so a resident's messages keep their order even when
+    several processes share the webhook.
+    """
+
+    def __init__(self, intake: Intake, hold_webhook: bool = False,
+                 hold_seconds: float = WEBHOOK_HOLD_SECONDS):
         super().__init__()
         self.intake = intake
+        self.hold_webhook, self.hold_seconds = hold_webhook, hold_seconds
 
     async def put(self, item: object) -> None:
-        if isinstance(item, Update) and not await self.intake.admit(item):
+        if not isinstance(item, Update):
+            await super().put(item)
+            return
+        webhook = not self.intake.polled(item)
+        if not await self.intake.admit(item):
             logger.debug("Telegram: update %s taken in before, dropped", item.update_id)
             return
         await super().put(item)
+        if webhook and self.hold_webhook:
+            await self.intake.until_handled(item, self.hold_seconds)
 
     async def put_claimed(self, update: Update) -> None:
         """An update claimed from the log: stored already, ours to handle."""
