@@ -10,6 +10,7 @@ their messages never carry the URL, which contains the bot token.
 from __future__ import annotations
 
 import ssl
+from urllib.parse import urlencode
 
 import aiohttp
 from telegram._utils.defaultvalue import DefaultValue
@@ -71,13 +72,18 @@ class AiohttpRequest(BaseRequest):
             raise NetworkError(f"aiohttp.{type(error).__name__}") from error
 
 
-def _body(request_data: RequestData | None) -> aiohttp.FormData | dict[str, str] | None:
-    """Form fields, as PTB's httpx backend sends them; multipart when there are files."""
+def _body(request_data: RequestData | None) -> aiohttp.FormData | aiohttp.Payload | None:
+    """Form fields, as PTB's httpx backend sends them; multipart when there are files.
+
+    Plain fields are encoded here as aiohttp's FormData would encode them, without its
+    per-request machinery (a multipart writer and a random boundary it does not use).
+    """
     if request_data is None:
         return None
     files = request_data.multipart_data
     if not files:
-        return request_data.json_parameters
+        encoded = urlencode(request_data.json_parameters, doseq=True).encode()
+        return aiohttp.BytesPayload(encoded, content_type="application/x-www-form-urlencoded")
     form = aiohttp.FormData(request_data.json_parameters)
     for name, (filename, content, mime_type) in files.items():
         form.add_field(name, content, filename=filename, content_type=mime_type)

@@ -1,9 +1,9 @@
-"""The delivery outbox: one durable row per push, claimed with a lease, marked after each send.
+"""The delivery outbox: one durable row per push, claimed with a lease, marked once sent.
 
 A row goes pending -> sending (claimed, leased) -> sent | pending (retry) | failed | gone.
 A worker that dies mid-batch leaves rows "sending"; once their lease expires any
-worker claims them again. Only a row whose network call was under way at the crash
-can be delivered twice; rows already marked sent never are.
+worker claims them again. Only a row whose network call was under way at the crash,
+or whose delivery was not yet marked, can be delivered twice; rows marked sent never are.
 
 `not_before` is the earliest time a row may be claimed: the quiet-hours time or the
 enqueue time for new rows, the retry time after a failure, and the lease end while a
@@ -18,7 +18,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Collection, Iterable, Iterator
 
-from sqlalchemy import Index, bindparam, case, delete, func, select, text, update
+from sqlalchemy import (ARRAY, Index, Integer, any_, bindparam, case, delete, func, select, text,
+                        update)
 from sqlalchemy.engine import Connection
 from sqlmodel import Field, Session, SQLModel
 
@@ -83,11 +84,16 @@ class OutboxRow(SQLModel, table=True):
 
 
 TABLE = OutboxRow.__table__  # type: ignore[attr-defined]
-# Built once: results are written one row at a time, and building a statement costs more
-# than SQLite takes to run it. Failures only move rows still "sending", so a late answer
-# never undoes what another worker recorded; a delivery is recorded whatever happened.
-_SENT = (update(TABLE).where(TABLE.c.id == bindparam("row_id"))
+# Built once: results are written often, and building a statement costs more than SQLite
+# takes to run it. Failures only move rows still "sending", so a late answer never undoes
+# what another worker recorded; a delivery is recorded whatever happened.
+_SENT = (update(TABLE).where(TABLE.c.id.in_(bindparam("row_ids", expanding=True)))
          .values(status=SENT, sent_at=bindparam("when"), lease_until=None))
+# PostgreSQL takes the ids as one array: the same SQL text for any count, so no statement
+# is rendered anew per call, and the server keeps it prepared.
+_SENT_PG = (update(TABLE).where(TABLE.c.id == any_(bindparam("row_ids", type_=ARRAY(Integer))))
+            .values(status=SENT, sent_at=bindparam("when"), lease_until=None))
+_NO_SORT = text("SET LOCAL enable_sort = off")  # this transaction only
 _RETRY = (update(TABLE).where(TABLE.c.id == bindparam("row_id"), TABLE.c.status == SENDING)
           .values(status=PENDING, not_before=bindparam("due"), lease_until=None, claimed_by=None,
                   last_error=bindparam("error")))
@@ -130,9 +136,14 @@ class Outbox:
             return []
         now = now or self.clock()
         lease_until = now + dt.timedelta(seconds=lease_seconds)
-        stmt = self._claim_statement(self.db.engine.dialect.name, worker_id[:64], limit, now,
-                                     lease_until, platforms)
+        dialect = self.db.engine.dialect.name
+        stmt = self._claim_statement(dialect, worker_id[:64], limit, now, lease_until, platforms)
         with self.db.session() as session:
+            if dialect == "postgresql":
+                # Right after a large enqueue the statistics still say few rows are due, and
+                # the planner would read and sort all of them for every claim (20 ms at 20,000
+                # rows); walking ix_outbox_due in order reads only the rows it takes.
+                session.execute(_NO_SORT)
             rows = list(session.scalars(stmt, execution_options={"synchronize_session": False}))
         return sorted(rows, key=lambda r: r.id)  # enqueue order, so one chat's pushes keep theirs
 
@@ -157,10 +168,10 @@ class Outbox:
         self.mark_sent_many([row_id])
 
     def mark_sent_many(self, row_ids: Collection[int]) -> None:
-        """Several deliveries recorded in one transaction."""
+        """Several deliveries recorded in one statement and transaction."""
         if row_ids:
-            now = self.clock()
-            self._execute(_SENT, [{"row_id": i, "when": now} for i in row_ids])
+            stmt = _SENT_PG if self.db.engine.dialect.name == "postgresql" else _SENT
+            self._execute(stmt, [{"row_ids": list(row_ids), "when": self.clock()}])
 
     def mark_retry(self, row_id: int, after_seconds: float, error: str,
                    now: dt.datetime | None = None) -> None:

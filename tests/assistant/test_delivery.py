@@ -289,6 +289,84 @@ async def test_sends_run_concurrently_within_the_bound(db, outbox):
     assert slow.max_in_flight == 4
 
 
+class SlowChats(RecordingAdapter):
+    """Each chat's sends take their own time (default 0); `log` has (chat, "start"/"end")."""
+
+    def __init__(self, delays: dict[str, float]):
+        super().__init__("telegram")
+        self.delays, self.log = delays, []
+
+    async def send(self, chat_id, reply):
+        self.log.append((chat_id, "start"))
+        try:
+            await asyncio.sleep(self.delays.get(chat_id, 0.0))
+            return await super().send(chat_id, reply)
+        finally:
+            self.log.append((chat_id, "end"))
+
+
+async def run_until(sender: Sender, done, timeout: float = 5.0) -> None:
+    """`sender.run()` until `done()` holds, then stop it (its batches finish first)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop))
+    for _ in range(int(timeout / 0.01)):
+        if done():
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, timeout)
+
+
+async def test_run_claims_the_next_batch_while_one_is_still_sending(db, outbox):
+    slow = SlowChats({"chat0": 0.3})
+    for n in range(20):
+        enqueue(outbox, f"chat{n}", f"m{n}")
+    sender = sender_for(db, outbox, slow, batch_size=10, poll_seconds=0.01)
+    await run_until(sender, lambda: len(slow.sent) == 20)
+    assert sorted(slow.texts()) == sorted(f"m{n}" for n in range(20))
+    # The second batch went out while the first batch's slow send was still under way.
+    assert slow.log.index(("chat19", "end")) < slow.log.index(("chat0", "end"))
+    assert outbox.counts()["sent"] == 20
+
+
+async def test_a_chats_rows_in_a_later_batch_wait_for_those_in_an_earlier_one(db, outbox):
+    slow = SlowChats({"a": 0.2})  # a0 is still out when a1's batch is claimed
+    for n in range(3):
+        enqueue(outbox, "a", f"a{n}")
+        enqueue(outbox, f"x{n}", f"x{n}")
+    sender = sender_for(db, outbox, slow, batch_size=2, poll_seconds=0.01)
+    await run_until(sender, lambda: len(slow.sent) == 6)
+    assert slow.texts("a") == ["a0", "a1", "a2"]
+    chat_a = [event for chat, event in slow.log if chat == "a"]
+    assert chat_a == ["start", "end"] * 3  # never two of its sends at once
+    assert outbox.counts()["sent"] == 6
+
+
+async def test_a_retried_row_holds_back_its_chats_rows_of_a_later_batch(db, outbox, clock):
+    slow = SlowChats({"a": 0.2})
+    slow.fail("a", RetryLater(60))
+    for text in ("a0", "x0", "a1", "y0"):
+        enqueue(outbox, "a" if text.startswith("a") else text, text)
+    sender = sender_for(db, outbox, slow, batch_size=2, poll_seconds=0.01)
+    await run_until(sender, lambda: sender.results["deferred"] == 1 and len(slow.sent) == 2)
+    assert sorted(slow.texts()) == ["x0", "y0"]
+    first, later = outbox.get(1), outbox.get(3)
+    assert (first.status, later.status, later.attempts) == ("pending", "pending", 0)
+    assert later.not_before == first.not_before == T0 + dt.timedelta(seconds=60)
+
+
+async def test_on_stop_the_rows_not_yet_started_go_back_due_at_once(db, outbox):
+    slow = RecordingAdapter("telegram", delay=0.2)
+    for n in range(10):
+        enqueue(outbox, f"chat{n}", f"m{n}")
+    sender = sender_for(db, outbox, slow, concurrency=2)
+    await run_until(sender, lambda: slow.in_flight == 2)
+    assert slow.texts() == ["m0", "m1"]  # the two under way were finished and recorded
+    assert outbox.counts() == {"pending": 8, "sending": 0, "sent": 2, "failed": 0, "gone": 0}
+    assert {(outbox.get(n).attempts, outbox.get(n).not_before) for n in range(3, 11)} == {
+        (0, T0)}
+
+
 async def test_run_wakes_early_and_stops_on_request(db, outbox, adapter):
     sender = sender_for(db, outbox, adapter, poll_seconds=30)
     stop = asyncio.Event()

@@ -9,7 +9,7 @@ Offsets and lengths are in UTF-16 code units, as in the Bot API.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 Entity = dict[str, Any]
@@ -60,6 +60,8 @@ _AUTO = re.compile(
     r"|(?P<url>(?<![\w/])(?:https?://|www\.)[^\s<>\"]+[^\s<>\"\.,;:!?)\]'])"
 )
 _AUTO_HINT = re.compile(r"[/@#]|www\.")
+# Every position where a command, a hashtag or a link could start (zero-width matches).
+_AUTO_START = re.compile(r"(?=[/#]|https?://|www\.)")
 _NO_AUTO_INSIDE = {"code", "pre", "text_link"}
 
 
@@ -405,6 +407,23 @@ def strip_text(text: str, entities: list[Entity]) -> tuple[str, list[Entity]]:
     return stripped, kept
 
 
+def _auto_matches(text: str) -> Iterator[re.Match[str]]:
+    """`_AUTO.finditer(text)`, in a fraction of the time when the text has no "@".
+
+    Without one no e-mail or mention can match, and the rest start only where
+    `_AUTO_START` matches, so `_AUTO` is tried there instead of at every character
+    (an e-mail's local part could begin at any of them).
+    """
+    if "@" in text:
+        yield from _AUTO.finditer(text)
+        return
+    end = 0
+    for start in _AUTO_START.finditer(text):
+        if start.start() >= end and (match := _AUTO.match(text, start.start())):
+            yield match
+            end = match.end()
+
+
 def detect_entities(text: str, existing: Sequence[Entity] = ()) -> list[Entity]:
     """Commands, mentions, hashtags, URLs and e-mails that Telegram marks up by itself."""
     if not _AUTO_HINT.search(text):
@@ -413,7 +432,7 @@ def detect_entities(text: str, existing: Sequence[Entity] = ()) -> list[Entity]:
         (e["offset"], e["offset"] + e["length"]) for e in existing if e["type"] in _NO_AUTO_INSIDE
     ]
     found = []
-    for m in _AUTO.finditer(text):
+    for m in _auto_matches(text):
         offset = utf16_len(text[: m.start()])
         length = utf16_len(m.group())
         if not any(start < offset + length and offset < stop for start, stop in blocked):
