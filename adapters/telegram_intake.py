@@ -5,7 +5,8 @@ PTB confirms updates in two ways, both after `update_queue.put(update)`: polling
 getUpdates with an offset past the last batch put into the queue, and the webhook
 answers 200 once `put` returns. So `IntakeBot.get_updates` stores each polled batch in
 one transaction before the Updater sees it, and `IntakeQueue.put` stores a webhook
-update (or drops a polled one known before) before it is queued.
+update (or drops a polled one known before) before it is queued; in webhook mode it
+returns only once the update was handled, which keeps each chat's order across processes.
 """
 
 from __future__ import annotations
