@@ -480,16 +480,7 @@ class Deployment:
     def seed_subscribers(self, user_ids: Iterable[int], district_id: str,
                          language: str = "fi") -> None:
         """Residents who subscribed earlier, written with the product's own repositories."""
-        from assistant.store.news import Subscriptions
-        from assistant.store.residents import Residents
-
-        ids = list(user_ids)
-        residents, subscriptions = Residents(self.db()), Subscriptions(self.db())
-        for user_id in ids:
-            resident, _ = residents.get_or_create("telegram", str(user_id), str(user_id),
-                                                  language)
-            subscriptions.add(resident.id, district_id)
-        self.server.add_chats(ids, language)
+        seed_subscribers(self.db(), self.server, user_ids, district_id, language)
 
     def db(self) -> Any:
         """The product's `Database` on this deployment's file (the schema created if new)."""
@@ -499,6 +490,20 @@ class Deployment:
             self._db = Database(self.env["DATABASE_URL"])
             self._db.create_all()
         return self._db
+
+
+def seed_subscribers(db: Any, server: ServerThread, user_ids: Iterable[int], district_id: str,
+                     language: str) -> None:
+    """Telegram residents subscribed to `district_id` in `db`, and their chats on `server`."""
+    from assistant.store.news import Subscriptions
+    from assistant.store.residents import Residents
+
+    ids = list(user_ids)
+    residents, subscriptions = Residents(db), Subscriptions(db)
+    for user_id in ids:
+        resident, _ = residents.get_or_create("telegram", str(user_id), str(user_id), language)
+        subscriptions.add(resident.id, district_id)
+    server.add_chats(ids, language)
 
 
 def buttons(message: JSON) -> list[str]:

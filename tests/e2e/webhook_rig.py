@@ -29,6 +29,7 @@ from tests.e2e.harness import (
     ServerThread,
     buttons,
     new_user_id,
+    seed_subscribers,
     wait_for,
 )
 from tests.fakes.load_balancer import RoundRobinProxy
@@ -201,16 +202,7 @@ class WebhookCluster:
     def seed_subscribers(self, user_ids: Iterable[int], district_id: str,
                          language: str = "fi") -> None:
         """Residents who subscribed earlier, written with the product's own repositories."""
-        from assistant.store.news import Subscriptions
-        from assistant.store.residents import Residents
-
-        ids = list(user_ids)
-        residents, subscriptions = Residents(self.db()), Subscriptions(self.db())
-        for user_id in ids:
-            resident, _ = residents.get_or_create("telegram", str(user_id), str(user_id),
-                                                  language)
-            subscriptions.add(resident.id, district_id)
-        self.server.add_chats(ids, language)
+        seed_subscribers(self.db(), self.server, user_ids, district_id, language)
 
 
 def listening(port: int) -> bool:
