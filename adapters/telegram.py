@@ -70,6 +70,7 @@ Menus = Mapping[str, Sequence[tuple[str, str]]]  # language ("" = default) -> (c
 # Set while the adapter handles an update: sends made then are direct replies, which wait
 # out a 429 (that chat only) or a 5xx themselves; other sends (the outbox) get RetryLater.
 _REPLYING: contextvars.ContextVar[bool] = contextvars.ContextVar("telegram_replying", default=False)
+REPLY_WAIT_LIMIT = 60.0  # seconds of 429 waits a reply sits out before it is given up
 FIRST_RETRY_WAIT = 0.5  # seconds before a reply's first retry after a 5xx; doubles each time
 
 
@@ -273,22 +274,29 @@ class TelegramAdapter:
         both for pushes. A timeout is not retried: Telegram may have delivered the message."""
         if not _REPLYING.get():
             return await request()
-        wait = FIRST_RETRY_WAIT
-        for _ in range(self.reply_retries):
+        wait, failures, held = FIRST_RETRY_WAIT, 0, 0.0
+        while True:
             await self.pacer.wait(chat_id)
             try:
                 return await request()
             except RetryAfter as error:
-                self.pacer.hold(chat_id, _seconds(error) + 0.1)
+                # Telegram named the moment it takes the message: wait for it, however often
+                # it is named, up to REPLY_WAIT_LIMIT in all (a burst of residents at once).
+                seconds = _seconds(error) + 0.1
+                held += seconds
+                if held > REPLY_WAIT_LIMIT:
+                    raise
+                self.pacer.hold(chat_id, seconds)
             except (TimedOut, BadRequest):
                 raise
             except NetworkError as error:
+                failures += 1
+                if failures > self.reply_retries:
+                    raise
                 logger.warning("Telegram: a reply failed (%s); retrying in %.1f s",
                                type(error).__name__, wait)
                 await asyncio.sleep(wait)
                 wait *= 2
-        await self.pacer.wait(chat_id)
-        return await request()
 
 def platform_error(error: TelegramError) -> Exception:
     """The core's view of a Bot API error: wait and retry, stop sending, or give up."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import random
 import time
 import uuid
-import warnings
 
 from tests.e2e.harness import (Deployment, duplicates, max_in_window, new_user_id, per_chat,
                                send_rate)
@@ -25,7 +24,6 @@ RECIPIENTS = (TARGET, MAJOR)
 # loaded 2-core machine meets every time; the figure itself is printed (and reported).
 TARGET_RATE = 0.9 * 30
 SAFE_RATE = 20.0
-QUIET_SECONDS = 3.0  # no request for this long: the process has given up on a reply
 
 
 def test_news_reaches_every_subscriber_once_within_telegram_limits(
@@ -38,10 +36,10 @@ def test_news_reaches_every_subscriber_once_within_telegram_limits(
     unanswered = _subscribe_by_chat(deployment, residents)
     subscribed_in = time.monotonic() - started
     rejected_subscribing = server.rejected_429()
-    if unanswered:  # the adapter's problem, reported; the subscriptions themselves are stored
-        warnings.warn(f"{len(unanswered)} of {sum(GROUPS.values())} /subscribe confirmations "
-                      f"were never sent (the adapter gave up after 429s; "
-                      f"{rejected_subscribing} x 429 while subscribing)")
+    # Replies sit out Telegram's 429s (each retry_after) rather than give up on a resident.
+    assert not unanswered, (f"{len(unanswered)} of {sum(GROUPS.values())} /subscribe "
+                            f"confirmations were never sent ({rejected_subscribing} x 429 "
+                            f"while subscribing)")
     assert dict(deployment.query("SELECT district_id, count(*) FROM subscription "
                                  "GROUP BY district_id")) == {
         DISTRICT_IDS[name]: count for name, count in GROUPS.items()}
@@ -85,7 +83,7 @@ def test_news_reaches_every_subscriber_once_within_telegram_limits(
 def _subscribe_by_chat(deployment: Deployment, residents: dict[str, list[int]]) -> list[int]:
     """Every resident sends `/subscribe <district>`, in a shuffled order, all at once.
 
-    Returns the residents whose confirmation never came (see the warning below).
+    Returns the residents whose confirmation never came.
     """
     server = deployment.server
     requests = [(uid, name) for name, ids in residents.items() for uid in ids]
@@ -95,9 +93,11 @@ def _subscribe_by_chat(deployment: Deployment, residents: dict[str, list[int]]) 
     everyone = [uid for uid, _ in requests]
     deployment.wait(lambda: _subscriptions(deployment) == len(everyone), 120,
                     f"the {len(everyone)} subscriptions in the database")
-    deployment.wait(lambda: server.chats_with_messages(everyone) == len(everyone)
-                    or server.quiet_for() > QUIET_SECONDS, 60,
-                    f"an answer to each of the {len(everyone)} /subscribe commands")
+    try:
+        deployment.wait(lambda: server.chats_with_messages(everyone) == len(everyone), 90,
+                        f"an answer to each of the {len(everyone)} /subscribe commands")
+    except AssertionError:
+        pass  # reported by the caller, with the count
     unanswered = [uid for uid in everyone if not server.message_count(uid)]
     for uid, name in requests:
         for answer in server.messages_to(uid):

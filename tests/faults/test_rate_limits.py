@@ -48,3 +48,17 @@ async def test_pushes_meeting_429_wait_retry_after_for_the_whole_platform(
     assert after and all(r["time"] - limited_at >= RETRY_AFTER for r in after)
     assert sum(rig.row(i).attempts for i in rows) == len(rows) + 1  # one retry, no more
     assert rig.sender.results["retry"] == 1
+
+
+async def test_a_reply_meeting_more_429s_than_network_retries_still_arrives_once(
+        assistant: Assistant) -> None:
+    """Each 429 names when Telegram takes the message: a burst of them is sat out, not
+    counted like lost connections (3 retries), so the resident's answer is never dropped."""
+    async with fault_rig(assistant) as rig:
+        user = rig.user("en")
+        rig.server.fail_next("sendMessage", 429, "Too Many Requests: retry after 1",
+                             count=5, retry_after=1)
+        [reply] = await rig.ask(user, "/help")  # 5 x 1.1 s, within the 10 s the rig waits
+        calls = rig.requests_to(user)
+    assert reply["text"].startswith(text_of(assistant, "en", "help_intro"))
+    assert [c["status"] for c in calls] == [429] * 5 + [200]
