@@ -308,7 +308,47 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 # ------------------------------------------------------------------ a deployment
 
 
-class Deployment:
+class AdminChat:
+    """What the admin and the residents' chats look like from the fake server, shared by the
+    single-process `Deployment` and the webhook rig; they give `server`, `admin_id`, `wait`
+    and `published_item` (the news item of a draft, read in their database's SQL style)."""
+
+    server: ServerThread
+    admin_id: int
+
+    def wait(self, condition: Callable[[], T], timeout: float, what: str) -> T:
+        raise NotImplementedError
+
+    def published_item(self, draft_id: int) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def post_news(self, district: str, text: str) -> int:
+        """The admin posts `/news <district> <text>` and presses the preview's first button.
+
+        Returns the news item id (read from the database). Other messages to the admin
+        (notices of feedback, say) may arrive in between; the preview is found by its button.
+        """
+        before = self.server.message_count(self.admin_id)
+        self.server.send_text(self.admin_id, f"/news {district} {text}")
+        preview = self.new_message(self.admin_id, before, lambda m: text in (m["text"] or "")
+                                   and buttons(m)[:1] != [], "the news preview")
+        confirm = buttons(preview)[0]
+        assert confirm.startswith("news:ok:"), f"no confirm button first: {preview}"
+        self.server.press(self.admin_id, preview, confirm)
+        draft_id = int(confirm.rsplit(":", 1)[1])
+        [(item_id,)] = self.wait(lambda: self.published_item(draft_id), 30,
+                                 f"draft {draft_id} to be published")
+        return int(item_id)
+
+    def new_message(self, chat_id: int, after: int, match: Callable[[JSON], bool],
+                    what: str, timeout: float = 30) -> JSON:
+        """The first of the bot's messages in the chat after the first `after` that matches."""
+        def found() -> JSON | None:
+            return next((m for m in self.server.messages_to(chat_id)[after:] if match(m)), None)
+        return self.wait(found, timeout, f"{what} in chat {chat_id}")
+
+
+class Deployment(AdminChat):
     """One database and one admin, the assistant processes run on it, the shared server.
 
     `start()` runs a process and waits until it polls for updates; `kill()` and
@@ -401,31 +441,9 @@ class Deployment:
                   f"{count} answer(s) to {what} in chat {chat_id}")
         return self.server.messages_to(chat_id)[before:]
 
-    def post_news(self, district: str, text: str) -> int:
-        """The admin posts `/news <district> <text>` and presses the preview's first button.
-
-        Returns the news item id (read from the database). Other messages to the admin
-        (notices of feedback, say) may arrive in between; the preview is found by its button.
-        """
-        before = self.server.message_count(self.admin_id)
-        self.server.send_text(self.admin_id, f"/news {district} {text}")
-        preview = self.new_message(self.admin_id, before, lambda m: text in (m["text"] or "")
-                                   and buttons(m)[:1] != [], "the news preview")
-        confirm = buttons(preview)[0]
-        assert confirm.startswith("news:ok:"), f"no confirm button first: {preview}"
-        self.server.press(self.admin_id, preview, confirm)
-        draft_id = int(confirm.rsplit(":", 1)[1])
-        [(item_id,)] = self.wait(lambda: self.query(
-            "SELECT news_item_id FROM newsdraft WHERE id = ? AND news_item_id IS NOT NULL",
-            draft_id), 30, f"draft {draft_id} to be published")
-        return int(item_id)
-
-    def new_message(self, chat_id: int, after: int, match: Callable[[JSON], bool],
-                    what: str, timeout: float = 30) -> JSON:
-        """The first of the bot's messages in the chat after the first `after` that matches."""
-        def found() -> JSON | None:
-            return next((m for m in self.server.messages_to(chat_id)[after:] if match(m)), None)
-        return self.wait(found, timeout, f"{what} in chat {chat_id}")
+    def published_item(self, draft_id: int) -> list[tuple[Any, ...]]:
+        return self.query("SELECT news_item_id FROM newsdraft WHERE id = ? "
+                          "AND news_item_id IS NOT NULL", draft_id)
 
     # the database, read as an operator would, with sqlite3 -------------------
 

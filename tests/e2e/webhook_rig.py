@@ -25,9 +25,9 @@ from typing import Any, TypeVar
 from tests.e2e.harness import (
     REPO,
     TOKEN,
+    AdminChat,
     AssistantProcess,
     ServerThread,
-    buttons,
     new_user_id,
     seed_subscribers,
     wait_for,
@@ -41,7 +41,7 @@ JSON = dict[str, Any]
 T = TypeVar("T")
 
 
-class WebhookCluster:
+class WebhookCluster(AdminChat):
     """`size` webhook processes on `database_url`, the proxy in front, one admin."""
 
     def __init__(self, server: ServerThread, workdir: Path, knowledge_dir: Path,
@@ -136,26 +136,9 @@ class WebhookCluster:
         self.server.send_text(user_id, text)
         return self.replies(user_id, before, replies, timeout, f"to {text!r}")
 
-    def new_message(self, chat_id: int, after: int, match: Callable[[JSON], bool],
-                    what: str, timeout: float = 30) -> JSON:
-        def found() -> JSON | None:
-            return next((m for m in self.server.messages_to(chat_id)[after:] if match(m)), None)
-        return self.wait(found, timeout, f"{what} in chat {chat_id}")
-
-    def post_news(self, district: str, text: str) -> int:
-        """The admin posts `/news <district> <text>` and confirms; returns the news item id."""
-        before = self.server.message_count(self.admin_id)
-        self.server.send_text(self.admin_id, f"/news {district} {text}")
-        preview = self.new_message(self.admin_id, before, lambda m: text in (m["text"] or "")
-                                   and buttons(m)[:1] != [], "the news preview")
-        confirm = buttons(preview)[0]
-        assert confirm.startswith("news:ok:"), f"no confirm button first: {preview}"
-        self.server.press(self.admin_id, preview, confirm)
-        draft_id = int(confirm.rsplit(":", 1)[1])
-        [(item_id,)] = self.wait(lambda: self.query(
-            "SELECT news_item_id FROM newsdraft WHERE id = :id AND news_item_id IS NOT NULL",
-            id=draft_id), 30, f"draft {draft_id} to be published")
-        return int(item_id)
+    def published_item(self, draft_id: int) -> list[tuple[Any, ...]]:
+        return self.query("SELECT news_item_id FROM newsdraft WHERE id = :id "
+                          "AND news_item_id IS NOT NULL", id=draft_id)
 
     def ask_cli(self, questions: Sequence[str]) -> list[JSON]:
         """`python -m assistant ask --json` on the same database, one line per question."""
