@@ -233,19 +233,9 @@ class Bench:
         self.postmaster = postmaster
 
     def database(self, name: str, create: bool = True) -> str:
-        from sqlalchemy import text
-        from sqlalchemy.engine import make_url
+        from tests.pg import recreate_database
 
-        from assistant.store.db import Database
-
-        admin = Database(self.admin_url)
-        with admin.engine.connect() as connection:
-            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            if create:
-                connection.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
+        return recreate_database(self.admin_url, name, create)
 
     def run(self, processes: int, residents: int, messages: int) -> Run:
         name = f"bench_webhook_{processes}"

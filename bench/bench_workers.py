@@ -42,7 +42,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sqlalchemy import text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from assistant.store.db import Database  # noqa: E402
 from assistant.store.outbox import Outbox, OutboxMessage  # noqa: E402
@@ -172,14 +171,9 @@ class Bench:
 
     def database(self, name: str, create: bool = True) -> str:
         """A new empty database `name` (create=False: drop it)."""
-        admin = Database(self.admin_url)
-        with admin.engine.connect() as connection:
-            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            if create:
-                connection.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
+        from tests.pg import recreate_database
+
+        return recreate_database(self.admin_url, name, create)
 
     def run(self, rows: int, workers: int, kill: bool = False) -> Run:
         name = f"bench_workers_{workers}{'_kill' if kill else ''}"

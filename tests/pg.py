@@ -134,6 +134,25 @@ def start_cluster(options: str = SERVER_OPTIONS) -> Cluster:
     return cluster
 
 
+def recreate_database(admin_url: str, name: str, create: bool = True) -> str:
+    """Drop database `name` on the server of `admin_url` (a maintenance database), then,
+    unless `create` is False, create it empty; returns its SQLAlchemy URL. The benchmarks
+    use it on their own cluster or on a server named by --url."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from assistant.store.db import Database
+
+    admin = Database(admin_url)
+    with admin.engine.connect() as connection:
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if create:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[Cluster]:
     """The session's server, stopped and deleted at the end."""
